@@ -1,0 +1,74 @@
+// Package report builds, seals, verifies and renders the signed first-boot
+// report, the document an auditor uses to check, offline and without trusting
+// the vendor, what first boot did to a machine.
+//
+// # Shape
+//
+// A report is one JSON object {"header", "records", "signature"} whose shape
+// is published as a JSON Schema (schema/firstboot-report.v1.schema.json,
+// also available as Schema). header.schema_version is SchemaVersion; a
+// verifier refuses any other.
+//
+// # Canonical encoding
+//
+// Hashes are taken over values, not bytes, so that reformatting a report
+// (indentation, member order, escape spelling) does not break it, while any
+// change of a value does. The canonical form of a JSON value is RFC 8785,
+// the JSON Canonicalization Scheme (JCS):
+//
+//   - no whitespace outside strings;
+//   - object members sorted by their names compared as UTF-16 code units
+//     (all names in a v1 report are ASCII, so this is plain byte order);
+//   - strings in UTF-8 with only these escapes: \" \\ \b \f \n \r \t, and
+//     \u00xx (lowercase hex) for the other characters below U+0020; every
+//     other character, including '<', '>', '&', U+2028 and non-ASCII, as is;
+//   - numbers as ECMAScript's Number.prototype.toString prints them (a v1
+//     report holds only integers, which print as plain decimal);
+//   - true, false, null as such.
+//
+// A document with a duplicated member name, invalid UTF-8 or data after the
+// top-level object is refused before anything is hashed.
+//
+// # Hashes and the chain
+//
+// All hashes are SHA-256, written as 64 lowercase hex digits.
+//
+//	header_hash    = SHA-256(JCS(header))
+//	records[i].hash = SHA-256(JCS(records[i] without its "hash" member))
+//	records[0].prev_hash   = header_hash
+//	records[i].prev_hash   = records[i-1].hash
+//	signature.header_sha256 = header_hash
+//	signature.chain_head    = hash of the last record (header_hash when there are none)
+//
+// records[i].seq is i+1 and is inside the hashed content, as is prev_hash, so
+// reordering, inserting, deleting or truncating records breaks the chain,
+// and chaining from the header hash binds the records to this header.
+//
+// With jq, one record's hash can be recomputed as
+//
+//	jq -cjS '.records[0] | del(.hash)' report.json | sha256sum
+//
+// (jq's output matches JCS for the strings and integers a v1 report holds,
+// except that jq escapes U+007F as \u007f where JCS does not.)
+//
+// # Signature
+//
+// signature.value is the standard-base64 Ed25519 signature (RFC 8032, no
+// prehash) by the device's signing key over the ASCII message
+//
+//	omertaos.dev/firstboot-report/v1\n
+//	header_sha256=<header hash>\n
+//	chain_head=<chain head>\n
+//
+// signature.public_key is that key, its raw 32 bytes in standard base64, and
+// signature.key_fingerprint is "SHA256:" + hex(SHA-256(raw key)), the value
+// the console banner prints as "Report key".
+//
+// # Trust
+//
+// Checking the signature against signature.public_key proves only that the
+// report is self-consistent: anyone who edits it can re-sign it with a key of
+// their own. Verify says so unless it is given the device key, or its
+// fingerprint, obtained out of band (the console banner, signing.pub copied
+// by the operator).
+package report

@@ -1,0 +1,344 @@
+package report
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+)
+
+// KeySource says which key a signature was checked against.
+type KeySource string
+
+const (
+	// KeyEmbedded: the key inside the report. A valid signature then proves
+	// only that the report is self-consistent: whoever edited it could have
+	// re-signed it with a key of their own.
+	KeyEmbedded KeySource = "embedded"
+	// KeySupplied: a key (or its fingerprint) the verifier obtained out of
+	// band, from the console banner or the operator. Only this proves origin.
+	KeySupplied KeySource = "supplied"
+)
+
+// Check is one thing Verify checked.
+type Check struct {
+	Name   string `json:"name"`
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Verification is what Verify found.
+type Verification struct {
+	// Report is the decoded report; nil when the data did not decode.
+	Report *Report `json:"-"`
+	// Checks lists everything checked, in order.
+	Checks []Check `json:"checks"`
+	// KeySource says whether the signature was checked against the embedded
+	// key or one the caller supplied.
+	KeySource KeySource `json:"key_source"`
+	// Fingerprint is the fingerprint of the key the signature was checked
+	// against.
+	Fingerprint string `json:"fingerprint"`
+	// Trusted is true when every check passed and the key came from the
+	// caller, not from the report.
+	Trusted bool `json:"trusted"`
+	// Warnings are said loudly but do not fail verification.
+	Warnings []string `json:"warnings"`
+}
+
+// OK reports whether every check passed.
+func (v *Verification) OK() bool {
+	for _, c := range v.Checks {
+		if !c.OK {
+			return false
+		}
+	}
+	return len(v.Checks) > 0
+}
+
+// Failed returns the checks that did not pass.
+func (v *Verification) Failed() []Check {
+	var out []Check
+	for _, c := range v.Checks {
+		if !c.OK {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (v *Verification) pass(name, format string, args ...any) {
+	v.Checks = append(v.Checks, Check{Name: name, OK: true, Detail: fmt.Sprintf(format, args...)})
+}
+
+func (v *Verification) fail(name, format string, args ...any) {
+	v.Checks = append(v.Checks, Check{Name: name, Detail: fmt.Sprintf(format, args...)})
+}
+
+// VerifyOptions says what the verifier trusts.
+type VerifyOptions struct {
+	// PublicKey, when set, is the key the signature must verify against; the
+	// embedded key must equal it.
+	PublicKey ed25519.PublicKey
+	// Fingerprint, when set ("SHA256:<hex>", as the console prints it), pins
+	// the embedded key.
+	Fingerprint string
+}
+
+// ErrUntrustedKey is never returned; see Verification.Warnings. It is the text
+// shown when no key was supplied.
+const untrustedWarning = "no trusted key given (--pubkey or --fingerprint): the signature was checked against the key inside the report, which proves only that the report is self-consistent, not who wrote it; anyone who edits the report can re-sign it with a key of their own"
+
+// Verify checks data as a sealed report. With pub nil the signature is checked
+// against the key embedded in the report, and the Verification says that this
+// proves only self-consistency. The error is non-nil when any check failed.
+func Verify(data []byte, pub ed25519.PublicKey) (*Verification, error) {
+	return VerifyWith(data, VerifyOptions{PublicKey: pub})
+}
+
+// VerifyWith is Verify with the full set of options.
+func VerifyWith(data []byte, opts VerifyOptions) (*Verification, error) {
+	v := &Verification{KeySource: KeyEmbedded}
+	if opts.PublicKey != nil || opts.Fingerprint != "" {
+		v.KeySource = KeySupplied
+	}
+	if opts.PublicKey != nil && len(opts.PublicKey) != ed25519.PublicKeySize {
+		v.fail("trusted key", "supplied public key is %d bytes, want %d", len(opts.PublicKey), ed25519.PublicKeySize)
+		return v, v.err()
+	}
+	v.verify(data, opts)
+	if v.KeySource == KeyEmbedded {
+		v.Warnings = append(v.Warnings, untrustedWarning)
+	}
+	v.Trusted = v.OK() && v.KeySource == KeySupplied
+	return v, v.err()
+}
+
+func (v *Verification) err() error {
+	failed := v.Failed()
+	if len(failed) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("report does not verify: %s: %s", failed[0].Name, failed[0].Detail)
+	if len(failed) > 1 {
+		msg += fmt.Sprintf(" (and %d more failed checks)", len(failed)-1)
+	}
+	return errors.New(msg)
+}
+
+func (v *Verification) verify(data []byte, opts VerifyOptions) {
+	doc, err := parseStrict(data)
+	if err != nil {
+		v.fail("json", "%v", err)
+		return
+	}
+	top, ok := doc.(map[string]any)
+	if !ok {
+		v.fail("json", "top-level value is not an object")
+		return
+	}
+	v.pass("json", "well-formed UTF-8 JSON, no duplicated members")
+
+	// The schema version first: a report of another version has another
+	// shape, and every later message would mislead.
+	hdr, _ := top["header"].(map[string]any)
+	sv, _ := hdr["schema_version"].(string)
+	if sv != SchemaVersion {
+		v.fail("schema version", "header.schema_version %q is not the known %q", sv, SchemaVersion)
+		return
+	}
+	v.pass("schema version", "%s", sv)
+
+	var r Report
+	if err := decodeStrict(data, &r); err != nil {
+		v.fail("strict decoding", "%v", err)
+		return
+	}
+	// Decoding is case-insensitive about member names and lenient about
+	// alternative spellings of times; re-encoding and comparing canonical
+	// forms makes the document exactly the encoding of what was decoded.
+	again, err := json.Marshal(&r)
+	if err != nil {
+		v.fail("strict decoding", "re-encoding: %v", err)
+		return
+	}
+	ga, _ := parseStrict(again)
+	c1, err1 := canonical(nil, doc)
+	c2, err2 := canonical(nil, ga)
+	if err1 != nil || err2 != nil || !bytes.Equal(c1, c2) {
+		v.fail("strict decoding", "document is not the canonical encoding of a v1 report (%s)", firstDifference(doc, ga, ""))
+		return
+	}
+	v.pass("strict decoding", "no unknown or missing members, every value in its v1 type and form")
+	v.Report = &r
+
+	if err := validate(&r); err != nil {
+		v.fail("content", "%v", err)
+	} else {
+		v.pass("content", "%d records, every result in the XCCDF vocabulary", len(r.Records))
+	}
+
+	if want := summarise(r.Records); !maps.Equal(want, r.Header.Summary) {
+		v.fail("summary", "header.summary %s does not match the records %s", fmtSummary(r.Header.Summary), fmtSummary(want))
+	} else {
+		v.pass("summary", "%s", fmtSummary(want))
+	}
+
+	hh, err := hashGeneric(top["header"], "")
+	switch {
+	case err != nil:
+		v.fail("header hash", "%v", err)
+		return
+	case hh != r.Signature.HeaderSHA256:
+		v.fail("header hash", "computed %s, signature.header_sha256 says %s", hh, r.Signature.HeaderSHA256)
+	default:
+		v.pass("header hash", "%s", hh)
+	}
+
+	recs, _ := top["records"].([]any)
+	prev := hh
+	for i, raw := range recs {
+		rec := r.Records[i]
+		name := fmt.Sprintf("record %d %s", i+1, rec.ID)
+		var bad []string
+		if rec.Seq != i+1 {
+			bad = append(bad, fmt.Sprintf("seq is %d, want %d", rec.Seq, i+1))
+		}
+		if rec.PrevHash != prev {
+			bad = append(bad, fmt.Sprintf("prev_hash %s does not link to %s", short(rec.PrevHash), short(prev)))
+		}
+		h, err := hashGeneric(raw, "hash")
+		if err != nil {
+			bad = append(bad, err.Error())
+		} else if h != rec.Hash {
+			bad = append(bad, fmt.Sprintf("content hashes to %s, record says %s", short(h), short(rec.Hash)))
+		}
+		if len(bad) > 0 {
+			v.fail(name, "%s", strings.Join(bad, "; "))
+		} else {
+			v.pass(name, "seq, hash %s and link ok", short(h))
+		}
+		prev = rec.Hash
+	}
+
+	if r.Signature.ChainHead != prev {
+		v.fail("chain head", "signature.chain_head %s is not the last link %s", short(r.Signature.ChainHead), short(prev))
+	} else {
+		v.pass("chain head", "%s after %d records", prev, len(recs))
+	}
+
+	if r.Signature.Algorithm != Algorithm {
+		v.fail("algorithm", "%q is not %q", r.Signature.Algorithm, Algorithm)
+		return
+	}
+	v.pass("algorithm", "%s", Algorithm)
+
+	embedded, err := base64.StdEncoding.Strict().DecodeString(r.Signature.PublicKey)
+	if err != nil || len(embedded) != ed25519.PublicKeySize {
+		v.fail("embedded key", "signature.public_key is not a base64 Ed25519 public key")
+		return
+	}
+	if fp := KeyFingerprint(embedded); fp != r.Signature.KeyFingerprint {
+		v.fail("key fingerprint", "signature.key_fingerprint %s is not the embedded key's %s", r.Signature.KeyFingerprint, fp)
+	} else {
+		v.pass("key fingerprint", "%s matches the embedded key", fp)
+	}
+
+	key := ed25519.PublicKey(embedded)
+	switch {
+	case opts.PublicKey != nil:
+		if !bytes.Equal(opts.PublicKey, embedded) {
+			v.fail("trusted key", "report was signed by %s, not by the supplied key %s", KeyFingerprint(embedded), KeyFingerprint(opts.PublicKey))
+		} else {
+			v.pass("trusted key", "embedded key is the supplied key %s", KeyFingerprint(opts.PublicKey))
+		}
+		key = opts.PublicKey
+	case opts.Fingerprint != "":
+		if !strings.EqualFold(strings.TrimSpace(opts.Fingerprint), KeyFingerprint(embedded)) {
+			v.fail("trusted key", "report was signed by %s, not by the supplied fingerprint %s", KeyFingerprint(embedded), opts.Fingerprint)
+		} else {
+			v.pass("trusted key", "embedded key matches the supplied fingerprint")
+		}
+	}
+	v.Fingerprint = KeyFingerprint(key)
+
+	sig, err := base64.StdEncoding.Strict().DecodeString(r.Signature.Value)
+	switch {
+	case err != nil || len(sig) != ed25519.SignatureSize:
+		v.fail("signature", "signature.value is not a base64 Ed25519 signature")
+	case !ed25519.Verify(key, SignedMessage(r.Signature.HeaderSHA256, r.Signature.ChainHead), sig):
+		v.fail("signature", "does not verify against %s key %s", v.KeySource, v.Fingerprint)
+	default:
+		v.pass("signature", "valid Ed25519 signature over header hash and chain head by %s key %s", v.KeySource, v.Fingerprint)
+	}
+}
+
+func short(h string) string {
+	if len(h) > 16 {
+		return h[:16] + "…"
+	}
+	if h == "" {
+		return `""`
+	}
+	return h
+}
+
+func fmtSummary(m map[Outcome]int) string {
+	var parts []string
+	for _, o := range Outcomes {
+		parts = append(parts, fmt.Sprintf("%s=%d", o, m[o]))
+	}
+	for k, n := range m {
+		if !k.Valid() {
+			parts = append(parts, fmt.Sprintf("%q=%d", string(k), n))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// firstDifference names the first member where two generic values differ,
+// so a strict-decoding failure says where to look.
+func firstDifference(a, b any, path string) string {
+	switch at := a.(type) {
+	case map[string]any:
+		bt, ok := b.(map[string]any)
+		if !ok {
+			return pathName(path) + " has the wrong type"
+		}
+		for k := range at {
+			if _, ok := bt[k]; !ok {
+				return fmt.Sprintf("unknown member %s", pathName(path+"."+k))
+			}
+		}
+		for k := range bt {
+			if _, ok := at[k]; !ok {
+				return fmt.Sprintf("missing member %s", pathName(path+"."+k))
+			}
+			if d := firstDifference(at[k], bt[k], path+"."+k); d != "" {
+				return d
+			}
+		}
+		return ""
+	case []any:
+		bt, ok := b.([]any)
+		if !ok || len(at) != len(bt) {
+			return pathName(path) + " has the wrong type or length"
+		}
+		for i := range at {
+			if d := firstDifference(at[i], bt[i], fmt.Sprintf("%s[%d]", path, i)); d != "" {
+				return d
+			}
+		}
+		return ""
+	}
+	ca, _ := canonical(nil, a)
+	cb, _ := canonical(nil, b)
+	if !bytes.Equal(ca, cb) {
+		return fmt.Sprintf("%s is %s, which reads back as %s", pathName(path), ca, cb)
+	}
+	return ""
+}
