@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -197,7 +198,7 @@ func Parse(data []byte, name string, base Config) (Config, error) {
 	if len(bytes.TrimSpace(data)) > 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
 		if err := dec.Decode(&cfg); err != nil {
-			return base, decodeError(name, err)
+			return base, decodeError(name, data, err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -211,17 +212,78 @@ func Parse(data []byte, name string, base Config) (Config, error) {
 }
 
 // decodeError turns go-yaml's multi-line, source-quoting errors into one line
-// that names the file, the position and the reason.
-func decodeError(name string, err error) error {
+// that names the file, the position, the field and the reason.
+func decodeError(name string, data []byte, err error) error {
 	var ye yaml.Error
-	if errors.As(err, &ye) {
-		msg := ye.GetMessage()
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			return fmt.Errorf("%s:%d:%d: %s", name, tk.Position.Line, tk.Position.Column, msg)
+	if !errors.As(err, &ye) {
+		// time.ParseDuration's errors carry no position; find the field.
+		if strings.HasPrefix(err.Error(), "time: invalid duration") {
+			return durationError(name, data)
 		}
-		return fmt.Errorf("%s: %s", name, msg)
+		return fmt.Errorf("%s: %s", name, strings.ReplaceAll(err.Error(), "\n", " "))
 	}
-	return fmt.Errorf("%s: %s", name, strings.ReplaceAll(err.Error(), "\n", " "))
+	msg := ye.GetMessage()
+	tk := ye.GetToken()
+	var te *yaml.TypeError
+	if errors.As(err, &te) && tk != nil && tk.Position != nil {
+		msg = fmt.Sprintf("field %q: must be a %s, not a %s", keyOnLine(data, tk.Position.Line), kindName(te.DstType), kindName(te.SrcType))
+	}
+	if tk != nil && tk.Position != nil {
+		return fmt.Errorf("%s:%d:%d: %s", name, tk.Position.Line, tk.Position.Column, msg)
+	}
+	return fmt.Errorf("%s: %s", name, msg)
+}
+
+func kindName(t reflect.Type) string {
+	if t == nil {
+		return "value"
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Uint32:
+		return "number"
+	case reflect.Bool:
+		return "boolean (true or false)"
+	case reflect.String:
+		return "string"
+	case reflect.Slice:
+		return "list"
+	case reflect.Map, reflect.Struct:
+		return "mapping"
+	}
+	return t.String()
+}
+
+// keyOnLine returns the mapping key written on a 1-based line of data.
+func keyOnLine(data []byte, line int) string {
+	lines := strings.Split(string(data), "\n")
+	if line < 1 || line > len(lines) {
+		return "?"
+	}
+	key, _, _ := strings.Cut(strings.TrimLeft(lines[line-1], " -"), ":")
+	return strings.TrimSpace(key)
+}
+
+// durationFields are the fields decoded with time.ParseDuration.
+var durationFields = [][2]string{
+	{"daemon", "shutdown_timeout"},
+	{"firstboot", "token_ttl"},
+	{"probe", "interval"},
+}
+
+func durationError(name string, data []byte) error {
+	var raw map[string]map[string]any
+	// Errors here mean the file has another shape; the generic message
+	// below still names the file.
+	yaml.Unmarshal(data, &raw)
+	for _, f := range durationFields {
+		v, ok := raw[f[0]][f[1]]
+		if s, isString := v.(string); ok && isString {
+			if _, err := time.ParseDuration(s); err != nil {
+				return &FieldError{File: name, Field: f[0] + "." + f[1], Value: s, Reason: "is not a duration such as 30s, 10m or 2h"}
+			}
+		}
+	}
+	return fmt.Errorf("%s: a duration is not of the form 30s, 10m or 2h", name)
 }
 
 var (
