@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building, testing or the demo need, only
+# those missing, with retries on transient download errors. Idempotent.
+#   scripts/install-deps.sh build|test|demo
+set -euo pipefail
+
+what=${1:-test}
+pkgs=(gcc libc6-dev make git ca-certificates curl)
+case "$what" in
+  build) ;;
+  demo) pkgs+=(curl jq) ;;
+  # containerd + runc: the probe's and later the agents' integration tests
+  # start a private containerd. iproute2: network namespace tests.
+  # minisign: an independent peer for report signatures.
+  test) pkgs+=(containerd runc iproute2 sqlite3 mtools minisign jq) ;;
+  *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  for i in 1 2 3; do
+    apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}" && break
+    [ "$i" = 3 ] && { echo "apt-get failed 3 times" >&2; exit 1; }
+    echo "apt-get failed, retrying in $((i * 10))s" >&2; sleep $((i * 10))
+  done
+fi
+
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  echo "note: Go is at /usr/local/go/bin; add it to PATH" >&2
+elif ! command -v go >/dev/null; then
+  echo "Go 1.26 is required (https://go.dev/doc/install); Debian 12's golang package is too old" >&2
+  exit 1
+fi
