@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"time"
 
 	"github.com/omertaos/omertaos/appliance/config"
 )
@@ -26,6 +27,12 @@ func validate(r *Report) error {
 	}
 	if h.Image.Digest != "" && !imageDigest.MatchString(h.Image.Digest) {
 		return fmt.Errorf("header.image.digest: %q is not sha256:<64 lowercase hex>", h.Image.Digest)
+	}
+	if err := utc("header.started_at", h.StartedAt); err != nil {
+		return err
+	}
+	if err := utc("header.finished_at", h.FinishedAt); err != nil {
+		return err
 	}
 	if _, err := config.ParseProfile(string(h.Profile)); err != nil {
 		return fmt.Errorf("header.profile: %w", err)
@@ -46,6 +53,12 @@ func validate(r *Report) error {
 		if s.Name == "" {
 			return fmt.Errorf("header.steps[%d].name: empty", i)
 		}
+		if err := utc(fmt.Sprintf("header.steps[%d].started_at", i), s.StartedAt); err != nil {
+			return err
+		}
+		if err := utc(fmt.Sprintf("header.steps[%d].finished_at", i), s.FinishedAt); err != nil {
+			return err
+		}
 		if s.Attempts < 0 {
 			return fmt.Errorf("header.steps[%d].attempts: %d is negative", i, s.Attempts)
 		}
@@ -64,6 +77,9 @@ func validate(r *Report) error {
 			_, err := ParseOutcome(string(rec.Result))
 			return fmt.Errorf("%s.result: %w", at, err)
 		}
+		if err := utc(at+".time", rec.Time); err != nil {
+			return err
+		}
 		for j, ref := range rec.References {
 			if ref.Scheme == "" || ref.ID == "" {
 				return fmt.Errorf("%s.references[%d]: scheme and id must both be set", at, j)
@@ -77,6 +93,15 @@ func validate(r *Report) error {
 				return fmt.Errorf("%s.evidence[%d].sha256: %q is not 64 lowercase hex", at, j, ev.SHA256)
 			}
 		}
+	}
+	return nil
+}
+
+// utc refuses a time with an offset: one spelling per instant keeps the
+// canonical form unique, and an auditor compares times without arithmetic.
+func utc(field string, t time.Time) error {
+	if _, off := t.Zone(); off != 0 {
+		return fmt.Errorf("%s: %s is not in UTC", field, t.Format(time.RFC3339Nano))
 	}
 	return nil
 }
