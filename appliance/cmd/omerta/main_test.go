@@ -1,0 +1,146 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/omertaos/omertaos/appliance/store"
+)
+
+// TestMain lets tests run this test binary as the omerta command itself, so
+// that signals reach a real process with main's signal handling.
+func TestMain(m *testing.M) {
+	if args := os.Getenv("OMERTA_TEST_MAIN_ARGS"); args != "" {
+		os.Args = append([]string{"omerta"}, strings.Split(args, "\x1f")...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func omertaCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), "OMERTA_TEST_MAIN_ARGS="+strings.Join(args, "\x1f"))
+	return cmd
+}
+
+func daemonConfig(t *testing.T) (cfgPath, sock, stateDir string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "omerta-main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock = filepath.Join(dir, "omertad.sock")
+	stateDir = filepath.Join(dir, "state")
+	cfgPath = filepath.Join(dir, "omerta.yaml")
+	os.WriteFile(cfgPath, []byte("daemon:\n  socket: "+sock+"\n  state_dir: "+stateDir+"\n  shutdown_timeout: 5s\n"), 0o644)
+	return cfgPath, sock, stateDir
+}
+
+func waitHealthy(t *testing.T, sock string) {
+	t.Helper()
+	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get("http://omertad/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon on %s never became healthy", sock)
+}
+
+func TestDaemonStopsOnSIGTERM(t *testing.T) {
+	cfg, sock, _ := daemonConfig(t)
+	cmd := omertaCmd("daemon", "--config", cfg)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitHealthy(t, sock)
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("daemon did not stop within 10s of SIGTERM")
+	}
+	t.Logf("stopped %v after SIGTERM", time.Since(start))
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket still there after stop: %v", err)
+	}
+}
+
+// TestDaemonRestartsAfterSIGKILL kills the daemon mid-flight and starts it
+// again on the same state: the database opens cleanly, the stale socket is
+// replaced, and the audit chain holds.
+func TestDaemonRestartsAfterSIGKILL(t *testing.T) {
+	cfg, sock, stateDir := daemonConfig(t)
+	for round := 0; round < 3; round++ {
+		cmd := omertaCmd("daemon", "--config", cfg)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitHealthy(t, sock)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+	}
+	st, err := store.Open(context.Background(), filepath.Join(stateDir, "state.db"))
+	if err != nil {
+		t.Fatalf("state after SIGKILL: %v", err)
+	}
+	defer st.Close()
+	if n, err := st.VerifyAudit(context.Background()); err != nil || n != 3 {
+		t.Fatalf("audit after 3 killed runs = %d records, %v; want 3 starts", n, err)
+	}
+}
+
+func TestDaemonBadConfigExits(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ name, body, want string }{
+		{"unknown field", "profile: user\nprofiel: pro\n", `unknown field "profiel"`},
+		{"bad value", "profile: gold\n", `profile: "gold": must be one of user, pro, enterprise`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-")+".yaml")
+			os.WriteFile(p, []byte(tt.body), 0o644)
+			out, err := omertaCmd("daemon", "--config", p).CombinedOutput()
+			if err == nil {
+				t.Fatal("daemon started with a bad configuration")
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], tt.want) || !strings.Contains(lines[0], p) {
+				t.Fatalf("output = %q, want one line naming %s and %q", out, p, tt.want)
+			}
+		})
+	}
+	out, err := omertaCmd("daemon", "--config", filepath.Join(dir, "absent.yaml")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "configuration file not found") {
+		t.Fatalf("missing --config file: %v %q", err, out)
+	}
+}
