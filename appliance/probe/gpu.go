@@ -1,0 +1,325 @@
+package probe
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/goccy/go-yaml"
+)
+
+// GPU is what NVML and the filesystem say about NVIDIA GPUs.
+type GPU struct {
+	// Summary is one line for people: "no NVIDIA driver found",
+	// "8 × NVIDIA H100 80GB HBM3", ...
+	Summary string      `json:"summary"`
+	NVML    NVMLInfo    `json:"nvml"`
+	Devices []GPUDevice `json:"devices"`
+	// DeviceNodes are the /dev/nvidia* nodes present.
+	DeviceNodes []string `json:"device_nodes"`
+	// KernelModules are the loaded nvidia* modules from /proc/modules.
+	KernelModules []string `json:"kernel_modules"`
+	// KernelDriverVersion is from /proc/driver/nvidia/version, present when
+	// the module is loaded even if the user-space library is missing.
+	KernelDriverVersion string    `json:"kernel_driver_version,omitempty"`
+	CDISpecs            []CDISpec `json:"cdi_specs"`
+}
+
+// NVMLInfo is the state of the NVIDIA management library.
+type NVMLInfo struct {
+	Available         bool   `json:"available"`
+	Error             string `json:"error,omitempty"` // why Init failed
+	DriverVersion     string `json:"driver_version,omitempty"`
+	NVMLVersion       string `json:"nvml_version,omitempty"`
+	CUDADriverVersion string `json:"cuda_driver_version,omitempty"` // "12.4"
+}
+
+// GPUDevice is one GPU. Pointer fields are absent when the device does not
+// support the query (ECC on consumer cards, for instance).
+type GPUDevice struct {
+	Index             int    `json:"index"`
+	Name              string `json:"name,omitempty"`
+	UUID              string `json:"uuid,omitempty"`
+	Architecture      string `json:"architecture,omitempty"`
+	MemoryBytes       uint64 `json:"memory_bytes"`
+	ComputeCapability string `json:"compute_capability,omitempty"` // "9.0"
+	ECC               *bool  `json:"ecc,omitempty"`                // current mode
+	ECCPending        *bool  `json:"ecc_pending,omitempty"`        // after the next reset
+	MIG               *bool  `json:"mig,omitempty"`
+	PCIeGeneration    *int   `json:"pcie_generation,omitempty"`
+	PCIeWidth         *int   `json:"pcie_width,omitempty"`
+	TemperatureC      *int   `json:"temperature_c,omitempty"`
+	PowerLimitW       *int   `json:"power_limit_w,omitempty"`
+	Persistence       *bool  `json:"persistence,omitempty"`
+	// Errors are queries that failed for a reason other than "not supported".
+	Errors []string `json:"errors,omitempty"`
+}
+
+// CDISpec is one Container Device Interface spec file.
+type CDISpec struct {
+	Path string `json:"path"`
+	Kind string `json:"kind,omitempty"` // "nvidia.com/gpu"
+	// Error is set when the file does not parse; the runtime would reject it.
+	Error string `json:"error,omitempty"`
+}
+
+var archNames = map[nvml.DeviceArchitecture]string{
+	nvml.DEVICE_ARCH_KEPLER: "kepler", nvml.DEVICE_ARCH_MAXWELL: "maxwell",
+	nvml.DEVICE_ARCH_PASCAL: "pascal", nvml.DEVICE_ARCH_VOLTA: "volta",
+	nvml.DEVICE_ARCH_TURING: "turing", nvml.DEVICE_ARCH_AMPERE: "ampere",
+	nvml.DEVICE_ARCH_ADA: "ada", nvml.DEVICE_ARCH_HOPPER: "hopper",
+	nvml.DEVICE_ARCH_BLACKWELL: "blackwell", nvml.DEVICE_ARCH_RUBIN: "rubin",
+}
+
+func probeGPU(lib nvml.Interface, r *reader, p *problems) GPU {
+	g := GPU{
+		Devices:       []GPUDevice{},
+		DeviceNodes:   deviceNodes(r),
+		KernelModules: nvidiaModules(r, p),
+		CDISpecs:      cdiSpecs(r, p),
+	}
+	if b, ok := r.readOptional("/proc/driver/nvidia/version", p); ok {
+		g.KernelDriverVersion = parseKernelDriverVersion(b)
+	}
+
+	if lib == nil {
+		lib = nvml.New()
+	}
+	// Init must come first and must succeed: any other NVML call without it
+	// jumps into a library that is not loaded and the process dies.
+	if ret := lib.Init(); ret != nvml.SUCCESS {
+		g.NVML.Error = ret.Error()
+		switch ret {
+		case nvml.ERROR_LIBRARY_NOT_FOUND:
+			g.Summary = "no NVIDIA driver found"
+		case nvml.ERROR_DRIVER_NOT_LOADED:
+			g.Summary = "NVIDIA library installed but the kernel driver is not loaded"
+		default:
+			g.Summary = "NVIDIA driver present but NVML failed: " + ret.Error()
+		}
+		return g
+	}
+	defer lib.Shutdown()
+	g.NVML.Available = true
+
+	if v, ret := lib.SystemGetDriverVersion(); ret == nvml.SUCCESS {
+		g.NVML.DriverVersion = v
+	} else {
+		p.addf("nvml: reading the driver version: %v", ret)
+	}
+	if v, ret := lib.SystemGetNVMLVersion(); ret == nvml.SUCCESS {
+		g.NVML.NVMLVersion = v
+	} else {
+		p.addf("nvml: reading the NVML version: %v", ret)
+	}
+	if v, ret := lib.SystemGetCudaDriverVersion(); ret == nvml.SUCCESS {
+		// Encoded as 1000*major + 10*minor.
+		g.NVML.CUDADriverVersion = fmt.Sprintf("%d.%d", v/1000, (v%1000)/10)
+	} else {
+		p.addf("nvml: reading the CUDA driver version: %v", ret)
+	}
+
+	count, ret := lib.DeviceGetCount()
+	if ret != nvml.SUCCESS {
+		p.addf("nvml: counting devices: %v", ret)
+		g.Summary = "NVIDIA driver loaded but devices could not be counted: " + ret.Error()
+		return g
+	}
+	for i := range count {
+		g.Devices = append(g.Devices, probeDevice(lib, i))
+	}
+	g.Summary = gpuSummary(g.Devices)
+	return g
+}
+
+func gpuSummary(devs []GPUDevice) string {
+	if len(devs) == 0 {
+		return "NVIDIA driver loaded, no GPU found"
+	}
+	names := map[string]int{}
+	var order []string
+	bad := 0
+	for _, d := range devs {
+		if len(d.Errors) > 0 {
+			bad++
+		}
+		if d.Name == "" {
+			continue
+		}
+		if names[d.Name] == 0 {
+			order = append(order, d.Name)
+		}
+		names[d.Name]++
+	}
+	var parts []string
+	for _, n := range order {
+		parts = append(parts, fmt.Sprintf("%d × %s", names[n], n))
+	}
+	s := strings.Join(parts, ", ")
+	if bad > 0 {
+		if s != "" {
+			s += "; "
+		}
+		s += fmt.Sprintf("%d of %d GPUs failed to answer", bad, len(devs))
+	}
+	return s
+}
+
+// probeDevice asks one device everything; a failing query is recorded on the
+// device and the next one is tried, so one sick GPU hides nothing else.
+func probeDevice(lib nvml.Interface, i int) GPUDevice {
+	d := GPUDevice{Index: i}
+	fail := func(what string, ret nvml.Return) {
+		d.Errors = append(d.Errors, fmt.Sprintf("%s: %v", what, ret))
+	}
+	// ok says whether the value may be used; "not supported" is a fact, not
+	// an error, and leaves the field absent.
+	ok := func(what string, ret nvml.Return) bool {
+		switch ret {
+		case nvml.SUCCESS:
+			return true
+		case nvml.ERROR_NOT_SUPPORTED:
+			return false
+		}
+		fail(what, ret)
+		return false
+	}
+	dev, ret := lib.DeviceGetHandleByIndex(i)
+	if ret != nvml.SUCCESS {
+		fail("getting the device handle", ret)
+		return d
+	}
+	if v, ret := dev.GetName(); ok("name", ret) {
+		d.Name = v
+	}
+	if v, ret := dev.GetUUID(); ok("uuid", ret) {
+		d.UUID = v
+	}
+	if v, ret := dev.GetArchitecture(); ok("architecture", ret) {
+		if n, known := archNames[v]; known {
+			d.Architecture = n
+		} else {
+			d.Architecture = "unknown"
+		}
+	}
+	if v, ret := dev.GetMemoryInfo(); ok("memory", ret) {
+		d.MemoryBytes = v.Total
+	}
+	if major, minor, ret := dev.GetCudaComputeCapability(); ok("compute capability", ret) {
+		d.ComputeCapability = fmt.Sprintf("%d.%d", major, minor)
+	}
+	if cur, pend, ret := dev.GetEccMode(); ok("ECC mode", ret) {
+		d.ECC = ptr(cur == nvml.FEATURE_ENABLED)
+		d.ECCPending = ptr(pend == nvml.FEATURE_ENABLED)
+	}
+	if cur, _, ret := dev.GetMigMode(); ok("MIG mode", ret) {
+		d.MIG = ptr(cur == nvml.DEVICE_MIG_ENABLE)
+	}
+	if v, ret := dev.GetCurrPcieLinkGeneration(); ok("PCIe generation", ret) {
+		d.PCIeGeneration = ptr(v)
+	}
+	if v, ret := dev.GetCurrPcieLinkWidth(); ok("PCIe width", ret) {
+		d.PCIeWidth = ptr(v)
+	}
+	if v, ret := dev.GetTemperature(nvml.TEMPERATURE_GPU); ok("temperature", ret) {
+		d.TemperatureC = ptr(int(v))
+	}
+	if v, ret := dev.GetPowerManagementLimit(); ok("power limit", ret) {
+		d.PowerLimitW = ptr(int(v / 1000)) // milliwatts
+	}
+	if v, ret := dev.GetPersistenceMode(); ok("persistence mode", ret) {
+		d.Persistence = ptr(v == nvml.FEATURE_ENABLED)
+	}
+	return d
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deviceNodes(r *reader) []string {
+	nodes := []string{}
+	m, _ := filepath.Glob(r.path("/dev/nvidia*"))
+	for _, f := range m {
+		nodes = append(nodes, "/dev/"+filepath.Base(f))
+	}
+	sort.Strings(nodes)
+	return nodes
+}
+
+func nvidiaModules(r *reader, p *problems) []string {
+	mods := []string{}
+	b, ok := r.readOptional("/proc/modules", p)
+	if !ok { // a kernel without module support has nothing loadable
+		return mods
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) > 0 && strings.HasPrefix(f[0], "nvidia") {
+			mods = append(mods, f[0])
+		}
+	}
+	sort.Strings(mods)
+	return mods
+}
+
+// parseKernelDriverVersion picks the version out of a line such as
+// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ...".
+func parseKernelDriverVersion(b []byte) string {
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, "NVRM version:") {
+			continue
+		}
+		f := strings.Fields(line)
+		for i, w := range f {
+			if w == "Module" && i+1 < len(f) {
+				return f[i+1]
+			}
+		}
+	}
+	return ""
+}
+
+// cdiDirs are where the container runtime looks for CDI specs.
+var cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
+
+func cdiSpecs(r *reader, p *problems) []CDISpec {
+	specs := []CDISpec{}
+	for _, dir := range cdiDirs {
+		ents, err := os.ReadDir(r.path(dir))
+		if err != nil {
+			if !os.IsNotExist(err) {
+				p.addf("listing %s: %v", dir, err)
+			}
+			continue
+		}
+		for _, e := range ents {
+			ext := filepath.Ext(e.Name())
+			if e.IsDir() || (ext != ".yaml" && ext != ".yml" && ext != ".json") {
+				continue
+			}
+			path := dir + "/" + e.Name()
+			s := CDISpec{Path: path}
+			b, err := r.read(path)
+			if err != nil {
+				s.Error = err.Error()
+			} else {
+				var head struct {
+					Kind string `yaml:"kind" json:"kind"`
+				}
+				// JSON is YAML, so one decoder reads both.
+				if err := yaml.Unmarshal(b, &head); err != nil {
+					s.Error = strings.ReplaceAll(err.Error(), "\n", " ")
+				} else if head.Kind == "" {
+					s.Error = "no kind field"
+				}
+				s.Kind = head.Kind
+			}
+			specs = append(specs, s)
+		}
+	}
+	return specs
+}
