@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -72,11 +73,15 @@ func Seal(r *Report, priv ed25519.PrivateKey) error {
 // written to report.json. Any other faithful serialisation verifies too:
 // hashes cover values, not bytes.
 func Marshal(r *Report) ([]byte, error) {
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	// Auditors read this file in an editor; "\u003e= 8" helps nobody.
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
 		return nil, fmt.Errorf("encoding report: %w", err)
 	}
-	return append(b, '\n'), nil
+	return buf.Bytes(), nil
 }
 
 // Parse strictly decodes a report without verifying it: unknown or duplicated
