@@ -158,3 +158,5 @@ func sealed(t testing.TB) (*Report, []byte) {
 	}
 	return r, data
 }
+
+func readTestFile(p string) ([]byte, error) { return os.ReadFile(p) }
