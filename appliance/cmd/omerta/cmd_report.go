@@ -245,4 +245,3 @@ func reportWriteFile(path string, data []byte) (err error) {
 	}
 	return nil
 }
-
