@@ -1,0 +1,172 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/hardening"
+)
+
+func init() { subcommands = append(subcommands, newHardenCmd) }
+
+func newHardenCmd() *cobra.Command {
+	var (
+		root, profile string
+		live, check   bool
+		asJSON        bool
+	)
+	cmd := &cobra.Command{
+		Use:   "harden",
+		Short: "Apply the hardening profile to a root directory, or check it for drift",
+		Long: `harden applies the controls of a hardening profile (user, pro, enterprise)
+to a root directory and reads every control back: kernel and network sysctls,
+disabled modules, mount options, core dumps, file permissions, login.defs,
+the nftables input policy, sshd, audit rules, journald and banners.
+
+Without --live only files under --root change. With --live (root "/" only)
+the running kernel is updated too: /proc/sys, nft, audit rules, remounts.
+
+--check changes nothing: it re-verifies every control, prints the controls
+that drifted (fail or error) and exits 1 if any did. On root "/" it also
+reads the running kernel unless --live=false is given.
+
+The profile comes from --profile, else from <root>/etc/omerta/omerta.yaml,
+else the default (user).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			site, err := loadSite(root)
+			if err != nil {
+				return err
+			}
+			p := site.Profile
+			if profile != "" {
+				if p, err = config.ParseProfile(profile); err != nil {
+					return fmt.Errorf("--profile: %w", err)
+				}
+			}
+			absRoot, err := filepath.Abs(root)
+			if err != nil {
+				return fmt.Errorf("--root: %w", err)
+			}
+			if check && !cmd.Flags().Changed("live") && absRoot == "/" {
+				live = true
+			}
+			if live && absRoot != "/" {
+				return fmt.Errorf("--live: the running kernel can only be changed or read with --root /, not %s", root)
+			}
+			opts := hardening.Options{Root: absRoot, Profile: p, Site: site, Live: live}
+			out := cmd.OutOrStdout()
+			if check {
+				results, err := hardening.Check(cmd.Context(), opts)
+				if err != nil {
+					return fmt.Errorf("checking hardening: %w", err)
+				}
+				if asJSON {
+					return writeJSON(out, results)
+				}
+				drift := 0
+				var shown []hardening.Result
+				for _, r := range results {
+					if r.Result.Drift() {
+						drift++
+						shown = append(shown, r)
+					}
+				}
+				fmt.Fprintf(out, "profile %s, root %s, live %t: %d controls, %s\n", p, absRoot, live, len(results), summary(results))
+				if drift == 0 {
+					fmt.Fprintln(out, "no drift")
+					return nil
+				}
+				fmt.Fprintf(out, "drift in %d controls:\n", drift)
+				printTable(out, shown)
+				return exitCode(1)
+			}
+			applied, err := hardening.Apply(cmd.Context(), opts)
+			if err != nil {
+				return fmt.Errorf("applying hardening: %w", err)
+			}
+			if asJSON {
+				return writeJSON(out, applied)
+			}
+			printTable(out, applied.Results)
+			fmt.Fprintf(out, "\nprofile %s, root %s, live %t: %d controls, %s; %d files changed\n",
+				p, absRoot, live, len(applied.Results), summary(applied.Results), len(applied.Changed))
+			for _, c := range applied.Changed {
+				fmt.Fprintf(out, "  changed %s\n", c)
+			}
+			for _, r := range applied.Results {
+				if r.Result.Drift() {
+					return exitCode(1)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&root, "root", "/", "root directory to harden (an image tree or a test directory)")
+	cmd.Flags().StringVar(&profile, "profile", "", "hardening profile: user, pro or enterprise (default: from the site configuration)")
+	cmd.Flags().BoolVar(&live, "live", false, "also change (or, with --check, read) the running kernel; only with --root /")
+	cmd.Flags().BoolVar(&check, "check", false, "change nothing; print controls that drifted and exit 1 if any did")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	return cmd
+}
+
+// loadSite reads <root>/etc/omerta/omerta.yaml strictly; a missing file
+// means the defaults, a bad one is an error naming the field.
+func loadSite(root string) (config.Config, error) {
+	cfg, err := config.Load(filepath.Join(root, config.DefaultPath))
+	if errors.Is(err, config.ErrNotFound) {
+		return config.Default(), nil
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("site configuration: %w", err)
+	}
+	return cfg, nil
+}
+
+func summary(results []hardening.Result) string {
+	counts := map[hardening.Outcome]int{}
+	for _, r := range results {
+		counts[r.Result]++
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%d %s", counts[hardening.Outcome(k)], k))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printTable(w io.Writer, results []hardening.Result) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONTROL\tRESULT\tACTUAL")
+	for _, r := range results {
+		actual := r.Actual
+		if r.Waiver != "" {
+			actual += " [waived: " + r.Waiver + "]"
+		}
+		if len(actual) > 110 {
+			actual = actual[:107] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, r.Result, actual)
+	}
+	tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,126 @@
+package hardening
+
+import (
+	"strings"
+
+	"github.com/omertaos/omertaos/appliance/config"
+)
+
+// The image builder writes the kernel command line into the unified kernel
+// image from /etc/kernel/cmdline; live, the kernel reports it in
+// /proc/cmdline.
+const (
+	imageCmdline = "/etc/kernel/cmdline"
+	procCmdline  = "/proc/cmdline"
+)
+
+type cmdlineParam struct {
+	param    string   // as written on the command line
+	accept   []string // other values that satisfy the control
+	title    string
+	profiles []config.Profile
+	refs     []Reference
+}
+
+// cmdlineParams are set by the image, not by Apply: they are checks only.
+// lockdown is enterprise only because it refuses unsigned modules, and the
+// NVIDIA driver built by DKMS is unsigned unless the image signs it.
+var cmdlineParams = []cmdlineParam{
+	{"slab_nomerge", nil, "Slab caches are not merged (heap overflows stay in their cache)", all, refs(kspp("slab_nomerge"))},
+	{"init_on_alloc=1", nil, "Memory is zeroed when allocated", all, refs(kspp("init_on_alloc"))},
+	{"page_alloc.shuffle=1", nil, "The page allocator's free lists are randomised", all, refs(kspp("page_alloc.shuffle"))},
+	{"randomize_kstack_offset=on", nil, "The kernel stack offset is randomised on each system call", all, refs(kspp("randomize_kstack_offset"))},
+	{"vsyscall=none", nil, "The legacy vsyscall page is removed", all, refs(kspp("vsyscall"))},
+	{"init_on_free=1", nil, "Memory is zeroed when freed", proUp, refs(kspp("init_on_free"))},
+	{"pti=on", nil, "Kernel page-table isolation is forced on", proUp, refs(kspp("pti"))},
+	{"debugfs=off", nil, "debugfs is not available", proUp, refs(kspp("debugfs"))},
+	{"lockdown=integrity", []string{"lockdown=confidentiality"}, "Kernel lockdown protects the running kernel's integrity", enterprise, refs(kspp("lockdown"), srg("SRG-OS-000480-GPOS-00227"))},
+}
+
+// KernelCmdline returns the hardening parameters the image must put on the
+// kernel command line for profile p.
+func KernelCmdline(p config.Profile) []string {
+	var out []string
+	for _, c := range cmdlineParams {
+		for _, q := range c.profiles {
+			if q == p {
+				out = append(out, c.param)
+			}
+		}
+	}
+	return out
+}
+
+// cmdlineHas reports whether the command line sets want (or an accepted
+// alternative). For key=value the last occurrence wins, as in the kernel.
+func cmdlineHas(cmdline string, want string, accept []string) (bool, string) {
+	key, _, isKV := strings.Cut(want, "=")
+	var last string
+	found := false
+	for _, tok := range strings.Fields(cmdline) {
+		k, _, _ := strings.Cut(tok, "=")
+		if k == key {
+			last, found = tok, true
+		}
+	}
+	if !found {
+		return false, ""
+	}
+	if !isKV {
+		return true, last
+	}
+	if last == want {
+		return true, last
+	}
+	for _, a := range accept {
+		if last == a {
+			return true, last
+		}
+	}
+	return false, last
+}
+
+func cmdlineControls() []Control {
+	var out []Control
+	for _, c := range cmdlineParams {
+		key, _, _ := strings.Cut(c.param, "=")
+		out = append(out, Control{
+			ID:         "kernel.cmdline." + key,
+			Title:      c.title + " (" + c.param + ", set by the image)",
+			References: c.refs,
+			Profiles:   c.profiles,
+			check: func(e *env) outcome {
+				o := outcome{expected: c.param}
+				if len(c.accept) > 0 {
+					o.expected += " (or " + strings.Join(c.accept, ", ") + ")"
+				}
+				src := imageCmdline
+				if e.opts.Live {
+					src = procCmdline
+				}
+				data, exists, err := e.read(src)
+				if err != nil {
+					o.result, o.actual = Error, err.Error()
+					return o
+				}
+				if !exists {
+					o.result, o.actual = NotChecked, "set by the image: "+src+" does not exist under the root"
+					o.evidence = []Evidence{fileEvidence(src, nil, false, "")}
+					return o
+				}
+				ok, tok := cmdlineHas(string(data), c.param, c.accept)
+				o.evidence = []Evidence{fileEvidence(src, data, true, tok)}
+				switch {
+				case ok:
+					o.result, o.actual = Pass, tok+" (in "+src+")"
+				case tok != "":
+					o.result, o.actual = Fail, tok+" (in "+src+")"
+				default:
+					o.result, o.actual = Fail, key+" is not on the command line ("+src+")"
+				}
+				return o
+			},
+		})
+	}
+	return out
+}

@@ -1,0 +1,324 @@
+package hardening
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/omertaos/omertaos/appliance/config"
+)
+
+// Control is one hardening control: data that an auditor reads (ID, title,
+// references, profiles, waiver) and the code that applies and checks it.
+type Control struct {
+	ID         string
+	Title      string
+	References []Reference
+	Profiles   []config.Profile
+	// Waiver, when set, says why the control is deliberately not enforced
+	// on this appliance. It is still checked and reported (informational).
+	Waiver string
+
+	// applies reports whether the control has anything to act on under the
+	// root; when it returns false the result is notapplicable with the
+	// reason. nil means always applicable.
+	applies func(e *env) (bool, string)
+	// owned contributes lines to a file the hardening package owns whole
+	// (see ownedFiles); Apply renders each such file from its contributors.
+	owned func(e *env) (path string, lines []string)
+	// apply changes shared files (metadata, keys in login.defs...) and
+	// returns the paths it changed.
+	apply func(e *env) ([]string, error)
+	// live pushes the control into the running kernel.
+	live func(e *env) error
+	// check reads the real value back.
+	check func(e *env) outcome
+}
+
+// In reports whether the control belongs to profile p.
+func (c Control) In(p config.Profile) bool { return slices.Contains(c.Profiles, p) }
+
+type outcome struct {
+	expected, actual string
+	result           Outcome
+	evidence         []Evidence
+}
+
+func (c Control) applicable(e *env) bool {
+	if c.applies == nil {
+		return true
+	}
+	ok, _ := c.applies(e)
+	return ok
+}
+
+func (c Control) run(e *env) Result {
+	r := Result{
+		ID:         c.ID,
+		Title:      c.Title,
+		References: c.References,
+		Waiver:     c.Waiver,
+		Time:       e.opts.Now().UTC(),
+		Evidence:   []Evidence{},
+	}
+	if c.applies != nil {
+		if ok, why := c.applies(e); !ok {
+			r.Result = NotApplicable
+			r.Actual = why
+			return r
+		}
+	}
+	o := c.check(e)
+	r.Expected, r.Actual, r.Result = o.expected, o.actual, o.result
+	if o.evidence != nil {
+		r.Evidence = o.evidence
+	}
+	if c.Waiver != "" && r.Result != Error {
+		r.Result = Informational
+	}
+	return r
+}
+
+// env is the state one Apply or Check run shares between controls: the
+// options and a cache of what has been read, so that thirty sysctl controls
+// read the sysctl files once.
+type env struct {
+	ctx   context.Context
+	opts  Options
+	root  string
+	cache map[string]readResult
+	cmds  map[string]cmdResult
+}
+
+type readResult struct {
+	data   []byte
+	exists bool
+	err    error
+}
+
+type cmdResult struct {
+	out []byte
+	err error
+}
+
+func newEnv(ctx context.Context, opts Options) *env {
+	return &env{ctx: ctx, opts: opts, root: opts.Root, cache: map[string]readResult{}, cmds: map[string]cmdResult{}}
+}
+
+func (e *env) resetCache() {
+	e.cache = map[string]readResult{}
+	e.cmds = map[string]cmdResult{}
+}
+
+func (e *env) profile() config.Profile { return e.opts.Profile }
+
+// path maps an absolute path on the target system to the host path.
+func (e *env) path(p string) string { return filepath.Join(e.root, p) }
+
+func (e *env) exists(p string) bool {
+	_, err := os.Lstat(e.path(p))
+	return err == nil
+}
+
+// read returns the content of p (a path on the target) and whether it
+// exists; a missing file is not an error.
+func (e *env) read(p string) ([]byte, bool, error) {
+	if r, ok := e.cache[p]; ok {
+		return r.data, r.exists, r.err
+	}
+	data, err := os.ReadFile(e.path(p))
+	r := readResult{data: data, exists: err == nil}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		r.err = fmt.Errorf("reading %s: %w", p, err)
+	}
+	e.cache[p] = r
+	return r.data, r.exists, r.err
+}
+
+// run runs a command once per check pass (live reads only).
+func (e *env) run(name string, args ...string) ([]byte, error) {
+	key := name + "\x00" + strings.Join(args, "\x00")
+	if r, ok := e.cmds[key]; ok {
+		return r.out, r.err
+	}
+	out, err := e.opts.Runner(e.ctx, name, args...)
+	e.cmds[key] = cmdResult{out, err}
+	return out, err
+}
+
+func sum(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
+}
+
+func fileEvidence(p string, data []byte, exists bool, excerpt string) Evidence {
+	if !exists {
+		return Evidence{Source: p, Excerpt: "(absent)"}
+	}
+	return Evidence{Source: p, SHA256: sum(data), Excerpt: excerpt}
+}
+
+func cmdEvidence(cmd string, out []byte, excerpt string) Evidence {
+	return Evidence{Source: cmd, SHA256: sum(out), Excerpt: excerpt}
+}
+
+// writeFile writes data to p under the root atomically (temp file in the
+// same directory, fsync, rename, fsync of the directory) unless the file
+// already has exactly this content and mode. It reports whether it wrote.
+func (e *env) writeFile(p string, data []byte, mode os.FileMode) (bool, error) {
+	full := e.path(p)
+	if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == mode.Perm() {
+		if old, err := os.ReadFile(full); err == nil && bytes.Equal(old, data) {
+			return false, nil
+		}
+	}
+	dir := filepath.Dir(full)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, fmt.Errorf("creating %s: %w", filepath.Dir(p), err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(full)+".tmp*")
+	if err != nil {
+		return false, fmt.Errorf("writing %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("writing %s: %w", p, err)
+	}
+	if err := tmp.Chmod(mode.Perm()); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("setting mode of %s: %w", p, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return false, fmt.Errorf("syncing %s: %w", p, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return false, fmt.Errorf("writing %s: %w", p, err)
+	}
+	if err := os.Rename(tmp.Name(), full); err != nil {
+		return false, fmt.Errorf("replacing %s: %w", p, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return true, fmt.Errorf("syncing directory of %s: %w", p, err)
+		}
+	}
+	delete(e.cache, p)
+	return true, nil
+}
+
+// ownedFile is a file the hardening package writes whole: a header saying
+// so, then the lines its controls contribute, in control order.
+type ownedFile struct {
+	header string
+	mode   os.FileMode
+}
+
+const generatedBy = "Written by omerta harden; local changes are overwritten. Add your own settings in a separate file."
+
+var ownedFiles = map[string]ownedFile{
+	sysctlFile:   {header: "# " + generatedBy + "\n# Kernel and network hardening (KSPP, CIS Debian Linux 12 section 3.3).\n", mode: 0o644},
+	modprobeFile: {header: "# " + generatedBy + "\n# Unused file systems, protocols and buses cannot be loaded.\n", mode: 0o644},
+	limitsFile:   {header: "# " + generatedBy + "\n", mode: 0o644},
+	coredumpFile: {header: "# " + generatedBy + "\n[Coredump]\n", mode: 0o644},
+	systemFile:   {header: "# " + generatedBy + "\n[Manager]\n", mode: 0o644},
+	journaldFile: {header: "# " + generatedBy + "\n[Journal]\n", mode: 0o644},
+	profileFile:  {header: "# " + generatedBy + "\n", mode: 0o644},
+	sshdFile:     {header: "# " + generatedBy + "\n# sshd keeps the first value it reads; this file sorts before the distribution's settings.\n", mode: 0o600},
+	auditFile:    {header: "## " + generatedBy + "\n", mode: 0o640},
+	nftFile:      {header: "#!/usr/sbin/nft -f\n# " + generatedBy + "\n", mode: 0o755},
+	issueNetFile: {mode: 0o644},
+	motdFile:     {mode: 0o644},
+}
+
+// writeOwned renders and writes every owned file that at least one
+// applicable, non-waived control contributes to.
+func writeOwned(e *env, ctrls []Control) ([]string, error) {
+	contents := map[string][]string{}
+	var order []string
+	for _, c := range ctrls {
+		if c.Waiver != "" || c.owned == nil || !c.applicable(e) {
+			continue
+		}
+		p, lines := c.owned(e)
+		if _, ok := ownedFiles[p]; !ok {
+			return nil, fmt.Errorf("control %s writes %s, which is not an owned file", c.ID, p)
+		}
+		if _, seen := contents[p]; !seen {
+			order = append(order, p)
+		}
+		contents[p] = append(contents[p], lines...)
+	}
+	var changed []string
+	for _, p := range order {
+		spec := ownedFiles[p]
+		var b strings.Builder
+		b.WriteString(spec.header)
+		for _, l := range contents[p] {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+		wrote, err := e.writeFile(p, []byte(b.String()), spec.mode)
+		if err != nil {
+			return changed, err
+		}
+		if wrote {
+			changed = append(changed, p)
+		}
+	}
+	return changed, nil
+}
+
+// renderOwned returns the content Apply would write to the owned file p;
+// checks compare against it where the whole file is the control.
+func renderOwned(e *env, p string) string {
+	spec := ownedFiles[p]
+	var b strings.Builder
+	b.WriteString(spec.header)
+	for _, c := range Controls(e.profile()) {
+		if c.Waiver != "" || c.owned == nil || !c.applicable(e) {
+			continue
+		}
+		if cp, lines := c.owned(e); cp == p {
+			for _, l := range lines {
+				b.WriteString(l)
+				b.WriteByte('\n')
+			}
+		}
+	}
+	return b.String()
+}
+
+// profiles helpers for the catalog.
+var (
+	all        = []config.Profile{config.ProfileUser, config.ProfilePro, config.ProfileEnterprise}
+	proUp      = []config.Profile{config.ProfilePro, config.ProfileEnterprise}
+	enterprise = []config.Profile{config.ProfileEnterprise}
+)
+
+func cis(id string) Reference  { return Reference{Scheme: "CIS-Debian12", ID: id} }
+func kspp(id string) Reference { return Reference{Scheme: "KSPP", ID: id} }
+func srg(id string) Reference  { return Reference{Scheme: "DISA-SRG", ID: id} }
+
+func refs(r ...Reference) []Reference { return r }
+
+// lineMatching returns the first line of data for which match is true.
+func lineMatching(data []byte, match func(string) bool) string {
+	for _, l := range strings.Split(string(data), "\n") {
+		if match(strings.TrimSpace(l)) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
