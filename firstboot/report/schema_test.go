@@ -1,0 +1,76 @@
+package report
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+func compileSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(Schema))
+	if err != nil {
+		t.Fatalf("schema is not JSON: %v", err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	c.AssertContent()
+	const url = "https://omertaos.dev/firstboot-report/v1"
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("published schema does not compile: %v", err)
+	}
+	return s
+}
+
+// The published schema must describe what Seal writes, including the
+// variants the fixture does not hold (no Lynis, no records).
+func TestSchemaAcceptsSealedReports(t *testing.T) {
+	s := compileSchema(t)
+	_, full := sealed(t)
+	bare := testReport()
+	bare.Records, bare.Header.Lynis, bare.Header.Site.Sources, bare.Header.Steps = nil, nil, nil, nil
+	if err := Seal(bare, testKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	bareData, _ := Marshal(bare)
+	for name, data := range map[string][]byte{"full": full, "bare": bareData} {
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Validate(doc); err != nil {
+			t.Errorf("%s report fails the published schema: %v", name, err)
+		}
+	}
+}
+
+func TestSchemaRefusesWhatVerifyRefuses(t *testing.T) {
+	s := compileSchema(t)
+	_, data := sealed(t)
+	for name, edit := range map[string][2]string{
+		"result outside XCCDF": {`"result": "fail"`, `"result": "failed"`},
+		"unknown member":       {`"hostname":`, `"owner": "x", "hostname":`},
+		"other version":        {`"schema_version": "omertaos.dev/firstboot-report/v1"`, `"schema_version": "v2"`},
+		"null list":            {`"steps": [`, `"steps": null, "x": [`},
+		"bad profile":          {`"profile": "pro"`, `"profile": "gold"`},
+		"bad time":             {`"started_at": "2025-03-14T09:26:53Z"`, `"started_at": "yesterday"`},
+	} {
+		bad := strings.Replace(string(data), edit[0], edit[1], 1)
+		if bad == string(data) {
+			t.Fatalf("%s: edit did not apply", name)
+		}
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(bad))
+		if err != nil {
+			continue // not even JSON; nothing for the schema to say
+		}
+		if err := s.Validate(doc); err == nil {
+			t.Errorf("%s: schema accepts it", name)
+		}
+	}
+}
