@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,15 +44,11 @@ func firstLineDiff(want, got []byte) string {
 			g = gl[i]
 		}
 		if w != g {
-			return "line " + itoa(i+1) + ":\n  want: " + w + "\n  got:  " + g
+			return fmt.Sprintf("line %d:\n  want: %s\n  got:  %s", i+1, w, g)
 		}
 	}
 	return ""
 }
-
-func itoa(i int) string { return strings.TrimSpace(strings.Repeat(" ", 0) + jsonNum(i)) }
-
-func jsonNum(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestGoldenJSON(t *testing.T) {
 	_, data := sealed(t)
@@ -178,11 +175,10 @@ func TestVerifyTrust(t *testing.T) {
 		}
 	})
 	t.Run("fingerprint pin", func(t *testing.T) {
-		v, err := VerifyWith(data, VerifyOptions{Fingerprint: strings.ToUpper(KeyFingerprint(pub)[7:])})
-		if err == nil {
+		if _, err := VerifyWith(data, VerifyOptions{Fingerprint: strings.ToUpper(KeyFingerprint(pub)[7:])}); err == nil {
 			t.Error("a fingerprint without the SHA256: prefix matched")
 		}
-		v, err = VerifyWith(data, VerifyOptions{Fingerprint: KeyFingerprint(pub)})
+		v, err := VerifyWith(data, VerifyOptions{Fingerprint: KeyFingerprint(pub)})
 		if err != nil || !v.Trusted {
 			t.Errorf("fingerprint pin: %v %+v", err, v)
 		}
