@@ -97,7 +97,9 @@ func auditControls() []Control {
 		References: refs(cis("6.2.3.20"), srg("SRG-OS-000057-GPOS-00027")),
 		Profiles:   enterprise,
 		// augenrules moves any -e line to the end of the generated rules.
-		owned: func(*env) (string, []string) { return auditFile, []string{"## Immutable until reboot (enterprise)", "-e 2"} },
+		owned: func(*env) (string, []string) {
+			return auditFile, []string{"## Immutable until reboot (enterprise)", "-e 2"}
+		},
 		check: func(e *env) outcome {
 			o := checkLines(e, auditFile, []string{"-e 2"})
 			if o.result != Pass || !e.opts.Live {

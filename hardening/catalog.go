@@ -154,7 +154,7 @@ func catalog() []Control {
 	// OpenSSH server, when installed.
 	for _, s := range []struct {
 		key, val, title, cisID string
-		profiles             []config.Profile
+		profiles               []config.Profile
 	}{
 		{"PermitRootLogin", "no", "root cannot log in over SSH", "5.1.20", all},
 		{"PasswordAuthentication", "no", "SSH accepts keys only, never passwords", "5.1.19", all},

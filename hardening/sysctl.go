@@ -12,7 +12,10 @@ import (
 	"github.com/omertaos/omertaos/appliance/config"
 )
 
-const sysctlFile = "/etc/sysctl.d/60-omerta-hardening.conf"
+// sysctlFile sorts after Debian's /usr/lib/sysctl.d/99-protect-links.conf,
+// which sets fs.protected_fifos=1 and would override a lower-numbered file
+// (the read-back found it). An administrator overrides us with a later name.
+const sysctlFile = "/etc/sysctl.d/99-zz-omerta-hardening.conf"
 
 // sysctlDirs are searched in this order; a file name found in an earlier
 // directory hides the same name in later ones (systemd-sysctl semantics).

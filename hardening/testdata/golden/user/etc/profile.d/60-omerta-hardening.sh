@@ -1,0 +1,2 @@
+# Written by omerta harden; local changes are overwritten. Add your own settings in a separate file.
+umask 027
