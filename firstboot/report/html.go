@@ -23,6 +23,24 @@ var htmlTemplate = template.Must(template.New("report.html.tmpl").Funcs(template
 	"outcomes": func() []Outcome { return Outcomes },
 	"count":    func(m map[Outcome]int, o Outcome) int { return m[o] },
 	"join":     strings.Join,
+	"failing": func(recs []Record) []Record {
+		var out []Record
+		for _, r := range recs {
+			if r.Result == OutcomeFail || r.Result == OutcomeError {
+				out = append(out, r)
+			}
+		}
+		return out
+	},
+	"waived": func(recs []Record) []Record {
+		var out []Record
+		for _, r := range recs {
+			if r.Waiver != "" {
+				out = append(out, r)
+			}
+		}
+		return out
+	},
 	"dur": func(a, b time.Time) string {
 		if a.IsZero() || b.IsZero() || b.Before(a) {
 			return "—"
