@@ -131,6 +131,9 @@ func Redeem(root, token string, now time.Time) error {
 	p := under(root, TokenPath)
 	// Two browsers racing with the same token: only one may win.
 	lock, err := os.OpenFile(filepath.Join(filepath.Dir(p), ".setup-token.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ErrNoToken
+	}
 	if err != nil {
 		return fmt.Errorf("setup token: %w", err)
 	}
