@@ -4,14 +4,31 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/daemon"
 	"github.com/omertaos/omertaos/appliance/probe"
+	"github.com/omertaos/omertaos/appliance/store"
 )
 
-func init() { subcommands = append(subcommands, newProbeCmd) }
+func init() {
+	subcommands = append(subcommands, newProbeCmd)
+	daemonServices = append(daemonServices, newProbeMonitor)
+}
+
+// newProbeMonitor runs the drift monitor inside omertad: a probe at start
+// and every probe.interval, stored with its drift, served at /api/v1/probe.
+func newProbeMonitor(st *store.Store, cfg config.Config, log *slog.Logger) (daemon.Service, error) {
+	return probe.NewMonitor(st,
+		probe.WithProbeOptions(probe.Options{StateDir: cfg.Daemon.StateDir}),
+		probe.WithInterval(cfg.Probe.Interval),
+		probe.WithProfile(cfg.Profile),
+		probe.WithLogger(log.With("service", "probe")),
+	), nil
+}
 
 // probeOutput is what --json prints: the facts and the verdict side by side,
 // under one schema version so that scripts can tell shapes apart.
