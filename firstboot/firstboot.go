@@ -184,8 +184,14 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		return Result{}, err
 	}
 	if Done(r.root) {
-		r.printf("first boot already complete (%s exists); nothing changed", DonePath)
-		return Result{AlreadyDone: true}, nil
+		// A power cut between writing the marker and journalling the done
+		// step leaves the journal one step short: finish it (the marker
+		// is kept as it is) rather than report a half-recorded success.
+		j, err := ReadJournal(r.path(JournalPath))
+		if err != nil || j == nil || j.firstUnfinished() == len(j.Steps) {
+			r.printf("first boot already complete (%s exists); nothing changed", DonePath)
+			return Result{AlreadyDone: true}, nil
+		}
 	}
 	return r.run(ctx)
 }

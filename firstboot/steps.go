@@ -224,6 +224,9 @@ func (r *runner) stepDone(ctx context.Context) (any, string, error) {
 	}
 	body := fmt.Sprintf("first boot complete %s\nreport sha256 %s\n", r.opts.Now().UTC().Format(time.RFC3339), rd.SHA256)
 	r.mid()
+	if cur, err := os.ReadFile(r.path(DonePath)); err == nil && strings.Contains(string(cur), "report sha256 "+rd.SHA256+"\n") {
+		return nil, "", nil // written by the attempt that a power cut stopped
+	}
 	if _, err := writeFileAtomic(r.path(DonePath), []byte(body), 0o644); err != nil {
 		return nil, "", err
 	}
