@@ -351,7 +351,9 @@ func sortedKeys(m map[string]string) []string {
 	return ks
 }
 
-func linesOf(b *bytes.Buffer) []string { return strings.Split(strings.TrimRight(b.String(), "\n"), "\n") }
+func linesOf(b *bytes.Buffer) []string {
+	return strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+}
 
 // checkHTML asserts that report.html is exactly report.json rendered.
 func checkHTML(t testing.TB, root string) {
