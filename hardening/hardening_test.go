@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -428,13 +427,4 @@ func TestLiveRequiresRealRoot(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `profile "gold"`) {
 		t.Fatalf("bad profile: err = %v", err)
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	k := make([]string, 0, len(m))
-	for x := range m {
-		k = append(k, x)
-	}
-	sort.Strings(k)
-	return k
 }
