@@ -76,8 +76,11 @@ type Prober interface {
 
 // ProbeOptions says what to probe.
 type ProbeOptions struct {
-	Root    string // where /proc and /sys are read; "/" in production
-	Profile config.Profile
+	Root string // where /proc and /sys are read; "/" in production
+	// StateDir is the state directory of the system being prepared, whose
+	// filesystem's free space the probe measures.
+	StateDir string
+	Profile  config.Profile
 	Now     func() time.Time
 }
 

@@ -41,7 +41,7 @@ func (r *runner) stepProbe(ctx context.Context) (any, string, error) {
 		return nil, "", err
 	}
 	r.mid()
-	v, err := r.opts.Prober.Probe(ctx, ProbeOptions{Root: r.opts.ProbeRoot, Profile: sd.Config.Profile, Now: r.opts.Now}, r.st)
+	v, err := r.opts.Prober.Probe(ctx, ProbeOptions{Root: r.opts.ProbeRoot, StateDir: r.path(StateDir), Profile: sd.Config.Profile, Now: r.opts.Now}, r.st)
 	if ctx.Err() != nil {
 		return nil, "", fmt.Errorf("probe: %w", ctx.Err())
 	}
