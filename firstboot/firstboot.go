@@ -81,7 +81,7 @@ type ProbeOptions struct {
 	// filesystem's free space the probe measures.
 	StateDir string
 	Profile  config.Profile
-	Now     func() time.Time
+	Now      func() time.Time
 }
 
 // Hardener applies and reads back the hardening controls of a profile.
