@@ -16,7 +16,7 @@ import (
 
 // startContainerd runs a private containerd with its own root, state and
 // socket under a temporary directory and returns its socket.
-func startContainerd(t *testing.T) string {
+func startContainerd(t testing.TB) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("starting a private containerd needs root (its snapshotters mount); CI runs this as root")
