@@ -182,6 +182,9 @@ func Apply(ctx context.Context, opts Options) (Applied, error) {
 	if err != nil {
 		return applied, err
 	}
+	// A control that cannot be applied (a read-only /boot, a module in
+	// use) must not stop the others: its error goes into its result.
+	applyErr := map[string]error{}
 	for _, c := range ctrls {
 		if c.Waiver != "" || c.apply == nil || !c.applicable(e) {
 			continue
@@ -189,21 +192,22 @@ func Apply(ctx context.Context, opts Options) (Applied, error) {
 		paths, err := c.apply(e)
 		applied.Changed = append(applied.Changed, paths...)
 		if err != nil {
-			return applied, fmt.Errorf("applying %s: %w", c.ID, err)
+			applyErr[c.ID] = err
 		}
 	}
+	var liveErrs []error
 	if opts.Live {
 		for _, c := range ctrls {
 			if c.Waiver != "" || c.live == nil || !c.applicable(e) {
 				continue
 			}
 			if err := c.live(e); err != nil {
-				return applied, fmt.Errorf("applying %s to the running system: %w", c.ID, err)
+				applyErr[c.ID] = fmt.Errorf("on the running system: %w", err)
 			}
 		}
 		for _, step := range liveGroupSteps {
 			if err := step(e, ctrls); err != nil {
-				return applied, err
+				liveErrs = append(liveErrs, err)
 			}
 		}
 	}
@@ -212,10 +216,17 @@ func Apply(ctx context.Context, opts Options) (Applied, error) {
 	e.resetCache()
 	for _, c := range ctrls {
 		r := c.run(e)
+		if err := applyErr[c.ID]; err != nil && r.Result != Pass {
+			r.Result = Error
+			r.Actual = fmt.Sprintf("could not apply: %v; read back: %s", err, r.Actual)
+		}
 		if r.Result == Pass && before[c.ID].Drift() {
 			r.Result = Fixed
 		}
 		applied.Results = append(applied.Results, r)
+	}
+	if len(liveErrs) > 0 {
+		return applied, fmt.Errorf("applying to the running system: %w", errors.Join(liveErrs...))
 	}
 	return applied, nil
 }

@@ -428,3 +428,30 @@ func TestLiveRequiresRealRoot(t *testing.T) {
 		t.Fatalf("bad profile: err = %v", err)
 	}
 }
+
+// TestApplyErrorIsRecorded: a control that cannot be applied becomes an
+// error result naming why, and the other controls are still applied.
+func TestApplyErrorIsRecorded(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	// login.defs as a directory: reading it fails, so does editing it.
+	os.MkdirAll(filepath.Join(root, "etc/login.defs"), 0o755)
+	applied, err := Apply(context.Background(), Options{Root: root, Profile: config.ProfileUser, Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := 0
+	for _, r := range applied.Results {
+		if strings.HasPrefix(r.ID, "login-defs.") {
+			if r.Result != Error || !strings.Contains(r.Actual, "could not apply") {
+				t.Errorf("%s: %s %q", r.ID, r.Result, r.Actual)
+			}
+			errs++
+		} else if r.Result.Drift() {
+			t.Errorf("%s: %s %q", r.ID, r.Result, r.Actual)
+		}
+	}
+	if errs == 0 {
+		t.Error("no login-defs results")
+	}
+}
