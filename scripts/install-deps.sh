@@ -11,9 +11,9 @@ case "$what" in
   demo) pkgs+=(curl jq) ;;
   # containerd + runc: the probe's and later the agents' integration tests
   # start a private containerd. iproute2: network namespace tests.
-  # nftables: the
-  # hardening ruleset is loaded into a real nft in a namespace. jq: an
-  # auditor's re-implementation of the report hash.
+  # nftables: the hardening ruleset is loaded into a real nft in a
+  # namespace. jq: an auditor's re-implementation of the report hash.
+  # mtools: writing a site configuration onto an ESP image without mounting.
   test) pkgs+=(containerd runc iproute2 nftables sqlite3 mtools jq) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac
