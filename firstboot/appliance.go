@@ -32,21 +32,32 @@ func (p ApplianceProber) Probe(ctx context.Context, o ProbeOptions, st *store.St
 	if o.Now != nil {
 		opts.Now = o.Now
 	}
-	res, err := probe.Run(ctx, opts)
+	if st == nil {
+		return report.Probe{}, errors.New("probe: no state database to store the baseline in")
+	}
+	// An attempt that a power cut stopped after storing its baseline
+	// left the probe that later drift is measured against: judge that
+	// one, so that the report and the baseline agree.
+	b, err := probe.Baseline(ctx, st)
 	if err != nil {
-		return report.Probe{}, fmt.Errorf("probing %s: %w", o.Root, err)
+		return report.Probe{}, err
+	}
+	var res *probe.Result
+	if b != nil && b.Baseline {
+		res = b.Result
+	} else {
+		if res, err = probe.Run(ctx, opts); err != nil {
+			return report.Probe{}, fmt.Errorf("probing %s: %w", o.Root, err)
+		}
+		if err := probe.Save(ctx, st, res, true); err != nil {
+			return report.Probe{}, fmt.Errorf("storing the baseline probe: %w", err)
+		}
 	}
 	m := p.Matrix
 	if m == nil {
 		m = probe.DefaultMatrix()
 	}
 	v := probe.Evaluate(res, m, o.Profile)
-	if st == nil {
-		return report.Probe{}, errors.New("probe: no state database to store the baseline in")
-	}
-	if err := probe.Save(ctx, st, res, true); err != nil {
-		return report.Probe{}, fmt.Errorf("storing the baseline probe: %w", err)
-	}
 	out := report.Probe{Status: string(v.Status), Checks: []report.ProbeCheck{}}
 	for _, c := range v.Checks {
 		out.Checks = append(out.Checks, report.ProbeCheck{ID: c.ID, Status: string(c.Status), Reason: c.Reason, Measured: c.Measured, Required: c.Required})

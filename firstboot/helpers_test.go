@@ -294,8 +294,18 @@ func maskJSON(v any, key string) any {
 			switch k {
 			case "started_at", "finished_at", "time", "expires_at", "attempts",
 				"tls_fingerprint", "signing_key_fingerprint", "public_key", "key_fingerprint",
-				"value", "hash", "prev_hash", "chain_head", "header_sha256", "duration_ms":
+				"value", "hash", "prev_hash", "chain_head", "header_sha256", "duration_ms",
+				// What a real probe measures (free disk space) moves
+				// between runs like a clock does.
+				"measured":
 				m[k] = "*"
+			case "reason":
+				// A probe check's reason quotes what was measured.
+				if key == "checks" {
+					m[k] = "*"
+				} else {
+					m[k] = e
+				}
 			default:
 				m[k] = maskJSON(e, k)
 			}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/omertaos/omertaos/appliance/probe"
 )
 
 // The power-loss tests run first boot in a child process (this test binary
@@ -24,7 +26,29 @@ import (
 const (
 	envChildRoot = "OMERTA_FIRSTBOOT_TEST_CHILD_ROOT"
 	envCrashAt   = "OMERTA_FIRSTBOOT_CRASH_AT" // "<step>:<before|mid|after>"
+	// envReal selects the real probe (on a captured /proc and /sys) and
+	// the real hardening package instead of the engine-test doubles.
+	envReal = "OMERTA_FIRSTBOOT_TEST_REAL"
 )
+
+// realProbeRoot is a /proc and /sys captured from a real machine, so that
+// the probe's verdict is the same in every run.
+const realProbeRoot = "../appliance/probe/testdata/firecracker-epyc"
+
+func childComponents(opts *Options, root string) {
+	if os.Getenv(envReal) == "" {
+		opts.Hardener = &fileHardener{}
+		opts.Prober = &fakeProber{}
+		return
+	}
+	abs, err := filepath.Abs(realProbeRoot)
+	if err != nil {
+		panic(err)
+	}
+	opts.ProbeRoot = abs
+	opts.Hardener = ApplianceHardener{}
+	opts.Prober = ApplianceProber{Options: probe.Options{Containerd: filepath.Join(root, "no-containerd.sock")}}
+}
 
 // TestHelperFirstbootChild is the child's entry point; it does nothing in a
 // normal test run.
@@ -34,8 +58,7 @@ func TestHelperFirstbootChild(t *testing.T) {
 		t.Skip("helper for the power-loss tests; runs only as their child process")
 	}
 	opts := testOptions(root, os.Stdout)
-	opts.Hardener = &fileHardener{}
-	opts.Prober = &fakeProber{}
+	childComponents(&opts, root)
 	if at := os.Getenv(envCrashAt); at != "" {
 		opts.Hook = func(step, point string) {
 			if step+":"+point == at {
@@ -57,7 +80,7 @@ func TestHelperFirstbootChild(t *testing.T) {
 func runChild(t *testing.T, root, crashAt string) (out string, killed bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFirstbootChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChildRoot+"="+root, envCrashAt+"="+crashAt)
+	cmd.Env = append(os.Environ(), envChildRoot+"="+root, envCrashAt+"="+crashAt, envReal+"="+childReal)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -102,10 +125,20 @@ func checkTokenOrder(t *testing.T, out, token string) {
 	t.Errorf("setup token printed before hardening was verified:\n%s", out)
 }
 
+// childReal is passed to the children as envReal.
+var childReal string
+
 func TestPowerLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("re-executes first boot about 60 times")
 	}
+	t.Run("engine", func(t *testing.T) { childReal = ""; testPowerLoss(t) })
+	// The same with the real probe and hardening: their writes must be
+	// as idempotent as the engine's.
+	t.Run("appliance", func(t *testing.T) { childReal = "1"; testPowerLoss(t) })
+}
+
+func testPowerLoss(t *testing.T) {
 	site := map[string]string{"/etc/omerta/omerta.yaml": goodSite}
 	ref := newTestRoot(t, site)
 	if _, killed := runChild(t, ref, ""); killed {
