@@ -1,0 +1,38 @@
+# Image targets, included from the root Makefile.
+#
+#   make image   out/omertaos.raw, out/omertaos.raw.zst, out/SHA256SUMS
+#   make qemu    boot out/qemu/omertaos.raw (a working copy) with the serial
+#                console here; QEMU_FRESH=1 starts again from out/omertaos.raw
+#   make e2e     the end-to-end test on a fresh image (see scripts/e2e/)
+
+.PHONY: image image-deps qemu e2e
+
+# Host packages the image build and the QEMU boot need. apt retries
+# transient download errors itself; the loop covers a busy dpkg lock and a
+# mirror that fails a whole run.
+IMAGE_HOST_PACKAGES := debian-archive-keyring python3 qemu-system-x86 ovmf mtools e2fsprogs zstd
+image-deps:
+	@missing=$$(for p in $(IMAGE_HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		for i in 1 2 3 4 5; do \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Acquire::Retries=5 -o DPkg::Lock::Timeout=600 $$missing && exit 0; \
+			echo "image-deps: apt attempt $$i failed; retrying" >&2; sleep $$((i * 10)); \
+		done; exit 1; \
+	fi
+
+image: image-deps
+	$(MAKE) build
+	scripts/image.sh
+
+qemu: image-deps
+	@[ -f out/omertaos.raw ] || $(MAKE) image
+	@mkdir -p out/qemu
+	@if [ -n "$(QEMU_FRESH)" ] || [ ! -f out/qemu/omertaos.raw ] || [ out/omertaos.raw -nt out/qemu/omertaos.raw ]; then \
+		cp --sparse=always out/omertaos.raw out/qemu/omertaos.raw; fi
+	scripts/qemu.sh --disk out/qemu/omertaos.raw
+
+# E2E_FLAGS passes options to the test (go run ./scripts/e2e -h lists them).
+e2e: image-deps
+	@[ -f out/omertaos.raw ] || $(MAKE) image
+	$(MAKE) build
+	$(GO) run ./scripts/e2e -image out/omertaos.raw -omerta bin/omerta -out out/e2e-results.json $(E2E_FLAGS)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds out/omertaos.raw (plus omertaos.raw.zst and SHA256SUMS) from
+# mkosi.conf and bin/omerta. Package installation is cached by mkosi
+# (Incremental=yes, mkosi.cache/), so a rebuild after a Go change only copies
+# the binary and re-assembles the disk.
+set -euo pipefail
+top="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$top"
+
+bin="${OMERTA_BIN:-bin/omerta}"
+[[ -x $bin ]] || { echo "image.sh: $bin missing; run make build first" >&2; exit 1; }
+
+start=$(date +%s.%N)
+
+# The staging tree is the only place mkosi reads our binary from.
+stage=.cache/image-stage
+rm -rf "$stage"
+install -D -m 0755 "$bin" "$stage/usr/bin/omerta"
+
+mkdir -p out mkosi.cache .cache/mkosi-out
+scripts/mkosi.sh --directory "$top" --force build
+
+raw=.cache/mkosi-out/omertaos.raw
+[[ -f $raw ]] || { echo "image.sh: mkosi produced no $raw" >&2; exit 1; }
+# Keep sparseness: the /var partition is mostly empty.
+cp --sparse=always "$raw" out/omertaos.raw.tmp
+mv out/omertaos.raw.tmp out/omertaos.raw
+zstd -q -T0 -10 -f out/omertaos.raw -o out/omertaos.raw.zst
+(cd out && sha256sum omertaos.raw omertaos.raw.zst > SHA256SUMS)
+
+end=$(date +%s.%N)
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')
+file_bytes=$(stat -c %s out/omertaos.raw)
+used_bytes=$(( $(stat -c %b out/omertaos.raw) * $(stat -c %B out/omertaos.raw) ))
+zst_bytes=$(stat -c %s out/omertaos.raw.zst)
+cat > out/build-info.json <<JSON
+{"build_seconds": $secs, "image_bytes": $file_bytes, "image_used_bytes": $used_bytes, "compressed_bytes": $zst_bytes, "omerta": "$(sha256sum "$bin" | cut -d' ' -f1)"}
+JSON
+echo "image.sh: built out/omertaos.raw in ${secs}s (file $file_bytes bytes, used $used_bytes bytes, zstd $zst_bytes bytes)"
