@@ -16,6 +16,12 @@ start=$(date +%s.%N)
 stage=.cache/image-stage
 rm -rf "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/omerta"
+# The kernel command line comes from the hardening package, so that the
+# image and hardening's command line checks cannot disagree.
+mkdir -p "$stage/etc/kernel"
+${GO:-go} run ./scripts/cmdline -profile "${OMERTA_CMDLINE_PROFILE:-pro}" >"$stage/etc/kernel/cmdline.tmp"
+mv "$stage/etc/kernel/cmdline.tmp" "$stage/etc/kernel/cmdline"
+echo "image.sh: kernel command line: $(cat "$stage/etc/kernel/cmdline")"
 
 mkdir -p out mkosi.cache .cache/mkosi-out
 scripts/mkosi.sh --directory "$top" --force build

@@ -3,7 +3,10 @@
 # console on this terminal (or on stdout with --headless, for the e2e test).
 #
 #   scripts/qemu.sh [--disk FILE] [--headless] [--ssh-port N] [--https-port N]
-#                   [--memory MiB] [--cpus N]
+#                   [--memory MiB] [--cpus N] [--qmp SOCKET]
+#
+# --qmp opens a QMP control socket (the e2e test presses the power button
+# through it: an ACPI shutdown of a guest that has no SSH).
 #
 # Networking is QEMU user-mode; the only ways in are forwards bound to
 # 127.0.0.1 (SSH 2222->22, HTTPS 8443->443 by default). KVM is used only when
@@ -14,6 +17,7 @@ top="$(cd "$(dirname "$0")/.." && pwd)"
 
 disk="$top/out/omertaos.raw"
 headless=0
+qmp=""
 ssh_port="${QEMU_SSH_PORT:-2222}"
 https_port="${QEMU_HTTPS_PORT:-8443}"
 memory="${QEMU_MEMORY:-2048}"
@@ -29,6 +33,7 @@ while (($#)); do
 	--https-port) https_port="$2"; shift 2 ;;
 	--memory) memory="$2"; shift 2 ;;
 	--cpus) cpus="$2"; shift 2 ;;
+	--qmp) qmp="$2"; shift 2 ;;
 	*) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -95,6 +100,9 @@ args=(
 	-device virtio-net-pci,netdev=n0,romfile=
 	-device virtio-rng-pci
 )
+if [[ -n $qmp ]]; then
+	args+=(-qmp "unix:$qmp,server=on,wait=off")
+fi
 if ((headless)); then
 	args+=(-display none -monitor none -serial stdio)
 else

@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	reportPath = "/var/lib/omerta/firstboot/report.json"
+	// The same file as seen inside the var partition.
+	reportInVar = "/lib/omerta/firstboot/report.json"
+)
+
+// mainScenario: steps 1 to 5 on an image with a site configuration that
+// enables SSH with a throwaway key.
+func (r *run) mainScenario(ctx context.Context) error {
+	const sc = "main"
+	signer, pub, err := newSSHKey()
+	if err != nil {
+		return err
+	}
+	const profile, hostname = "pro", "omerta-e2e"
+	site := siteConfig(profile, hostname, pub, nil)
+	disk, err := r.prepareDisk(sc, map[string][]byte{"/omerta.yaml": site})
+	if err != nil {
+		return err
+	}
+	defer r.cleanupDisk(disk)
+
+	v, err := boot(r.opts.top, sc, disk, filepath.Join(r.opts.work, sc+"-serial.log"))
+	if err != nil {
+		return err
+	}
+	defer v.kill()
+
+	// 1. first boot, bounded.
+	fctx, cancel := context.WithTimeout(ctx, r.opts.firstbootTimeout)
+	b, _, err := r.waitFirstboot(fctx, sc, v, 0)
+	cancel()
+	if !r.check(sc, "first boot finished and printed the banner", err == nil, "%v", errOrNil(err)) {
+		return nil
+	}
+	r.res.PowerOnToFirstbootStartSecs = b.StartAt.Seconds()
+	r.res.PowerOnToFirstbootDoneSeconds = b.DoneAt.Seconds()
+	r.res.FirstbootSeconds = (b.DoneAt - b.StartAt).Seconds()
+	r.res.FirstbootSteps = stepTimes(v.snapshot())
+	r.check(sc, "banner: console URL, TLS fingerprint, token, report key", b.URL != "" && b.TLS != "" && b.Token != "" && b.ReportKey != "",
+		"url %s, tls %s, token %d chars until %s, key %s", b.URL, b.TLS, len(b.Token), b.Expires, b.ReportKey)
+	r.checkTokenAfterHardening(sc, v.snapshot())
+
+	// 2. over SSH.
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	s, err := dialSSH(sctx, v.sshPort, signer)
+	cancel()
+	if !r.check(sc, "SSH as omerta-admin with the key from the ESP", err == nil, "%v", errOrNil(err)) {
+		return nil
+	}
+	defer s.c.Close()
+	out, code, err := s.run("systemctl is-active omertad.service containerd.service")
+	r.check(sc, "omertad and containerd are active", err == nil && code == 0 && strings.Count(out, "active") == 2 && !strings.Contains(out, "inactive"),
+		"%s", oneLine(out))
+	if code != 0 {
+		diag, _, _ := s.run("sudo -n systemctl status --no-pager -l omertad.service containerd.service 2>&1 | tail -n 30")
+		r.note("units: %s", oneLine(diag))
+	}
+	out, code, err = s.run("sudo -n omerta probe")
+	// Exit 0 pass/warn, 1 a failed verdict (QEMU is not a GPU server), 2 an
+	// error: the probe ran when it judged the machine.
+	r.check(sc, "omerta probe runs", err == nil && (code == 0 || code == 1) && strings.TrimSpace(out) != "", "exit %d: %s", code, firstLines(out, 3))
+	out, code, err = s.run("sudo -n omerta harden --check")
+	r.check(sc, "omerta harden --check shows zero drift", err == nil && code == 0, "exit %d: %s", code, firstLines(out, 6))
+	out, _, _ = s.run("findmnt -n -o TARGET,SOURCE,FSTYPE /var; findmnt -n -o TARGET,FSTYPE -T /boot/omerta.yaml; ls /boot/omerta.yaml /efi 2>&1")
+	r.note("mounts: %s", oneLine(out))
+
+	// 3. the report.
+	data, code, err := s.run("sudo -n cat " + reportPath)
+	if r.check(sc, "report copied out over SSH", err == nil && code == 0, "exit %d", code) {
+		h, _ := r.verifyReport(sc, []byte(data), b.ReportKey)
+		if h != nil {
+			r.check(sc, "report profile is the ESP's", h.Header.Profile == profile, "report %q, ESP %q", h.Header.Profile, profile)
+			r.check(sc, "report hostname is the ESP's", h.Header.Hostname == hostname, "report %q, ESP %q", h.Header.Hostname, hostname)
+			var esp string
+			for _, src := range h.Header.Site.Sources {
+				if src.Present && src.Path != "/etc/omerta/omerta.yaml" {
+					esp = fmt.Sprintf("%s sha256 %s error %q", src.Path, src.SHA256, src.Error)
+					r.check(sc, "report names the ESP site file and its hash", src.Error == "" && src.SHA256 == sha256Hex(site), "%s", esp)
+				}
+			}
+			if esp == "" {
+				r.check(sc, "report names the ESP site file and its hash", false, "no ESP layer present in %+v", h.Header.Site.Sources)
+			}
+			r.check(sc, "report has no site problems", len(h.Header.Site.Problems) == 0, "%v", h.Header.Site.Problems)
+			r.check(sc, "report key matches the console", h.Signature.KeyFingerprint == b.ReportKey, "%s", h.Signature.KeyFingerprint)
+			// 4. Lynis.
+			if h.Header.Lynis != nil {
+				idx := h.Header.Lynis.Index
+				r.res.LynisIndex = &idx
+				r.res.LynisWarnings = h.Header.Lynis.Warnings
+				r.check(sc, "Lynis hardening index >= 80", idx >= 80, "index %d", idx)
+				r.check(sc, "Lynis reports no warnings", len(h.Header.Lynis.Warnings) == 0, "%v", h.Header.Lynis.Warnings)
+			} else {
+				r.check(sc, "Lynis ran", false, "the report has no lynis section")
+			}
+		}
+	}
+
+	// 5. exposure.
+	for _, unit := range []string{"omertad.service", "omerta-firstboot.service", "containerd.service"} {
+		out, _, err := s.run("sudo -n systemd-analyze security --no-pager " + unit)
+		m := reExposure.FindStringSubmatch(out)
+		if err == nil && m != nil {
+			f, _ := strconv.ParseFloat(m[2], 64)
+			r.res.Exposure[unit] = f
+		}
+		r.check(sc, "systemd-analyze security "+unit, err == nil && m != nil, "%s", lastLine(out))
+	}
+
+	_, _, _ = s.run("sudo -n systemctl poweroff")
+	if err := v.wait(3 * time.Minute); err != nil {
+		v.kill()
+		r.check(sc, "clean poweroff", false, "%v", err)
+	}
+	return nil
+}
+
+// checkTokenAfterHardening: the token line must come after harden-verify
+// finished, in every boot's console.
+func (r *run) checkTokenAfterHardening(sc string, lines []line) {
+	verified, tokenAt := -1, -1
+	for i, l := range lines {
+		if m := reStep.FindStringSubmatch(l.Text); m != nil && m[3] == "harden-verify" && strings.HasPrefix(m[4], "done") {
+			verified = i
+		}
+		if tokenAt < 0 && reTokenAny.MatchString(l.Text) {
+			tokenAt = i
+		}
+	}
+	r.check(sc, "setup token printed only after hardening was verified", tokenAt >= 0 && verified >= 0 && tokenAt > verified,
+		"harden-verify done at line %d, first token line %d", verified, tokenAt)
+}
+
+// powerLossScenario: step 6.
+func (r *run) powerLossScenario(ctx context.Context) error {
+	const sc = "power-loss"
+	r.note("power-loss and bad-config boots set firstboot.lynis: false to save the ~6.5 min Lynis takes under TCG")
+	site := siteConfig("pro", "omerta-powerloss", "", boolp(false))
+	disk, err := r.prepareDisk(sc, map[string][]byte{"/omerta.yaml": site})
+	if err != nil {
+		return err
+	}
+	defer r.cleanupDisk(disk)
+
+	// Boot A: cut the power while hardening is being applied.
+	a, err := boot(r.opts.top, sc+"-a", disk, filepath.Join(r.opts.work, sc+"-a-serial.log"))
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	_, l, err := a.waitLine(actx, 0, regexp.MustCompile(`omerta-firstboot: step \d+/\d+ harden-apply: running`))
+	cancel()
+	if err != nil {
+		a.kill()
+		r.check(sc, "boot A reached harden-apply", false, "%v", err)
+		return nil
+	}
+	// Let the step get under way, then pull the plug.
+	time.Sleep(2 * time.Second)
+	if err := a.powerCut(); err != nil {
+		return err
+	}
+	r.check(sc, "power cut in the middle of first boot", true, "at %.1fs, %q was running", l.At.Seconds(), strings.TrimSpace(l.Text))
+	linesA := a.snapshot()
+	printed := false
+	for _, l := range linesA {
+		if reTokenAny.MatchString(l.Text) || reComplete.MatchString(l.Text) {
+			printed = true
+		}
+	}
+	r.check(sc, "no setup token before the power cut", !printed, "")
+
+	// Boot B: first boot resumes and finishes.
+	bvm, err := boot(r.opts.top, sc+"-b", disk, filepath.Join(r.opts.work, sc+"-b-serial.log"))
+	if err != nil {
+		return err
+	}
+	defer bvm.kill()
+	bctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	bn, _, err := r.waitFirstboot(bctx, sc, bvm, 0)
+	cancel()
+	if !r.check(sc, "boot B finished first boot", err == nil, "%v", errOrNil(err)) {
+		return nil
+	}
+	linesB := bvm.snapshot()
+	resumed := ""
+	for _, l := range linesB {
+		if m := reAttempt.FindStringSubmatch(l.Text); m != nil {
+			resumed = strings.TrimSpace(l.Text)
+		}
+	}
+	r.check(sc, "boot B resumed as attempt 2", strings.Contains(resumed, "attempt 2 starting (resuming at"), "%s", resumed)
+	r.checkTokenAfterHardening(sc, linesB)
+
+	if err := bvm.shutdown(3 * time.Minute); err != nil {
+		r.check(sc, "clean shutdown by the power button", false, "%v", err)
+		return nil
+	}
+	data, how, err := readFromPartition(disk, "var", reportInVar, r.opts.work)
+	if !r.check(sc, "report read from the var partition after shutdown", err == nil, "%s%v", how, errSuffix(err)) {
+		return nil
+	}
+	h, _ := r.verifyReport(sc, data, bn.ReportKey)
+	if h != nil {
+		r.check(sc, "report counts two attempts", h.Header.Attempts == 2, "attempts %d", h.Header.Attempts)
+	}
+	return nil
+}
+
+// badConfigScenario: step 7. The ESP carries two layers: /efi/omerta.yaml
+// (seen as /boot/efi/omerta.yaml) only turns Lynis off, and /omerta.yaml
+// (seen as /boot/omerta.yaml) names a profile that does not exist.
+func (r *run) badConfigScenario(ctx context.Context) error {
+	const sc = "bad-config"
+	bad := []byte("# an administrator's typo\nprofile: paranoid\nhostname: should-not-apply\n")
+	disk, err := r.prepareDisk(sc, map[string][]byte{
+		"/efi/omerta.yaml": []byte("firstboot:\n  lynis: false\n"),
+		"/omerta.yaml":     bad,
+	})
+	if err != nil {
+		return err
+	}
+	defer r.cleanupDisk(disk)
+	v, err := boot(r.opts.top, sc, disk, filepath.Join(r.opts.work, sc+"-serial.log"))
+	if err != nil {
+		return err
+	}
+	defer v.kill()
+	fctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	bn, _, err := r.waitFirstboot(fctx, sc, v, 0)
+	cancel()
+	if !r.check(sc, "first boot completed despite the bad file", err == nil, "%v", errOrNil(err)) {
+		return nil
+	}
+	var msg string
+	for _, l := range v.snapshot() {
+		if m := reSiteErr.FindStringSubmatch(l.Text); m != nil {
+			msg = strings.TrimSpace(l.Text)
+		}
+	}
+	r.check(sc, "console names the bad field", strings.Contains(msg, "profile"), "%s", msg)
+	if err := v.shutdown(3 * time.Minute); err != nil {
+		r.check(sc, "clean shutdown by the power button", false, "%v", err)
+		return nil
+	}
+	data, how, err := readFromPartition(disk, "var", reportInVar, r.opts.work)
+	if !r.check(sc, "report read from the var partition after shutdown", err == nil, "%s%v", how, errSuffix(err)) {
+		return nil
+	}
+	h, _ := r.verifyReport(sc, data, bn.ReportKey)
+	if h != nil {
+		r.check(sc, "report profile is the default (user)", h.Header.Profile == "user", "profile %q", h.Header.Profile)
+		r.check(sc, "report hostname is not the bad file's", h.Header.Hostname != "should-not-apply", "hostname %q", h.Header.Hostname)
+		named := false
+		for _, p := range h.Header.Site.Problems {
+			if strings.Contains(p, "profile") {
+				named = true
+			}
+		}
+		r.check(sc, "report names the bad field", named, "%v", h.Header.Site.Problems)
+	}
+	return nil
+}
+
+func errOrNil(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func firstLines(s string, n int) string {
+	ls := strings.Split(strings.TrimSpace(s), "\n")
+	if len(ls) > n {
+		ls = append(ls[:n], "...")
+	}
+	return strings.Join(ls, " | ")
+}
