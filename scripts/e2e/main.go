@@ -31,10 +31,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -137,7 +139,10 @@ func mainErr() error {
 		r.res.Accelerator = strings.TrimSpace(lastLine(string(b)))
 	}
 
-	ctx := context.Background()
+	// Ctrl-C or SIGTERM ends the run: waits return, deferred kills stop the
+	// guests, and the figures so far are still written.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	scenarios := []struct {
 		name string
 		skip bool
@@ -148,6 +153,10 @@ func mainErr() error {
 		{"bad-config", o.skipBadConfig, r.badConfigScenario},
 	}
 	for _, s := range scenarios {
+		if ctx.Err() != nil {
+			r.check(s.name, "scenario ran", false, "interrupted")
+			continue
+		}
 		if s.skip {
 			r.note("scenario %s skipped by flag", s.name)
 			continue
@@ -270,12 +279,12 @@ var (
 	reAttempt  = regexp.MustCompile(`omerta-firstboot: attempt (\d+) starting \((.*)\)`)
 	reStep     = regexp.MustCompile(`omerta-firstboot: step (\d+)/(\d+) ([a-z-]+): (running|done in (\S+)|skipped.*|failed: .*)`)
 	reComplete = regexp.MustCompile(`omerta-firstboot: first boot complete`)
-	reReady    = regexp.MustCompile(`^\s*OMERTAOS is ready\.`)
-	reConsole  = regexp.MustCompile(`^\s*Console:\s+(https://\S+)`)
-	reTLS      = regexp.MustCompile(`^\s*TLS fingerprint:\s+(SHA256:(?:[0-9A-F]{2}:){31}[0-9A-F]{2})\s*$`)
-	reToken    = regexp.MustCompile(`^\s*Setup token:\s+([a-z2-7]{32})\s+\(single use, valid until (\S+)\)`)
+	reReady    = regexp.MustCompile(`OMERTAOS is ready\.`)
+	reConsole  = regexp.MustCompile(`\bConsole:\s+(https://\S+)`)
+	reTLS      = regexp.MustCompile(`TLS fingerprint:\s+(SHA256:(?:[0-9A-F]{2}:){31}[0-9A-F]{2})\s*$`)
+	reToken    = regexp.MustCompile(`Setup token:\s+([a-z2-7]{32})\s+\(single use, valid until (\S+)\)`)
 	reTokenAny = regexp.MustCompile(`Setup token:`)
-	reKey      = regexp.MustCompile(`^\s*Report key:\s+(SHA256:[0-9a-f]{64})\s*$`)
+	reKey      = regexp.MustCompile(`Report key:\s+(SHA256:[0-9a-f]{64})\s*$`)
 	reSiteErr  = regexp.MustCompile(`omerta-firstboot: site configuration (\S+): (.*)`)
 )
 

@@ -73,6 +73,9 @@ func boot(top, name, disk, logPath string) (*vm, error) {
 	v.cmd = exec.Command(filepath.Join(top, "scripts/qemu.sh"), "--headless", "--disk", disk,
 		"--ssh-port", fmt.Sprint(sshPort), "--https-port", fmt.Sprint(httpsPort), "--qmp", v.qmp)
 	v.cmd.Stderr = log
+	// If this test dies, however it dies, the guest goes with it (qemu.sh
+	// turns SIGTERM into SIGKILL for QEMU).
+	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	out, err := v.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
