@@ -151,3 +151,35 @@ func TestTokenReusedOnResume(t *testing.T) {
 }
 
 var errStop = errors.New("stop")
+
+// TestLynisNotRerunOnResume: the audit's parsed result is journalled, so a
+// resumed first boot reports it without auditing again.
+func TestLynisNotRerunOnResume(t *testing.T) {
+	root := newTestRoot(t, nil)
+	opts := testOptions(root, nil)
+	calls := 0
+	opts.Lynis = fixtureLynis(&calls)
+	opts.Hook = func(step, point string) {
+		if step == StepToken && point == "before" && calls == 1 {
+			calls++ // stop only the first attempt
+			panic(errStop)
+		}
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != errStop {
+				panic(r)
+			}
+		}()
+		Run(t.Context(), opts)
+	}()
+	if _, err := Run(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 { // one audit, plus the hook's mark
+		t.Errorf("Lynis ran %d times", calls-1)
+	}
+	if l := readReport(t, root).Header.Lynis; l == nil || l.Index != 56 {
+		t.Errorf("report lynis = %+v", l)
+	}
+}
