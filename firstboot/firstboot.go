@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/firstboot/report"
@@ -330,7 +331,7 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		return Result{}, err
 	}
 	for _, d := range []string{StateDir, Dir, KeysDir, filepath.Dir(IssuePath)} {
-		if err := sweepTemps(r.path(d)); err != nil {
+		if err := atomicfile.Sweep(r.path(d)); err != nil {
 			return Result{}, err
 		}
 	}

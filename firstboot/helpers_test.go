@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/firstboot/report"
@@ -136,7 +137,7 @@ func (h *fileHardener) Apply(ctx context.Context, o HardenOptions) ([]string, er
 	}
 	var changed []string
 	for _, c := range fakeControls {
-		ch, err := writeFileAtomic(under(o.Root, c.path), []byte(c.want), 0o644)
+		ch, err := atomicfile.WriteFile(under(o.Root, c.path), []byte(c.want), 0o644)
 		if err != nil {
 			return changed, err
 		}

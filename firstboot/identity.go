@@ -10,6 +10,8 @@ import (
 	"os"
 	"regexp"
 	"strings"
+
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 )
 
 // identityData is what the identity step journals.
@@ -68,7 +70,7 @@ func (r *runner) stepIdentity(ctx context.Context) (any, string, error) {
 		b[8] = b[8]&0x3f | 0x80
 		id.MachineID = hex.EncodeToString(b[:])
 		id.MachineIDGenerated = true
-		if _, err := writeFileAtomic(r.path(MachineIDPath), []byte(id.MachineID+"\n"), 0o444); err != nil {
+		if _, err := atomicfile.WriteFile(r.path(MachineIDPath), []byte(id.MachineID+"\n"), 0o444); err != nil {
 			return nil, "", fmt.Errorf("machine-id: %w", err)
 		}
 	default:

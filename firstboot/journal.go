@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 )
 
 // JournalVersion is the shape of journal.json; a journal of another version
@@ -141,6 +143,6 @@ func (j *Journal) write(path string) error {
 	if err != nil {
 		return fmt.Errorf("encoding journal: %w", err)
 	}
-	_, err = writeFileAtomic(path, append(data, '\n'), 0o600)
+	_, err = atomicfile.WriteFile(path, append(data, '\n'), 0o600)
 	return err
 }

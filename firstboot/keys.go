@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
@@ -104,7 +105,7 @@ func ensureSigningKey(keyPath, pubPath string) (ed25519.PrivateKey, error) {
 	}
 	// The public half is rewritten from the private one, so a power cut
 	// between the two files heals itself.
-	if _, err := writeFileAtomic(pubPath, report.EncodePublicKey(priv.Public().(ed25519.PublicKey)), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(pubPath, report.EncodePublicKey(priv.Public().(ed25519.PublicKey)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing signing public key: %w", err)
 	}
 	return priv, nil
@@ -144,7 +145,7 @@ func writePrivateKey(p string, k crypto.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", p, err)
 	}
-	_, err = writeFileAtomic(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	_, err = atomicfile.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	return err
 }
 
@@ -199,7 +200,7 @@ func ensureTLS(keyPath, certPath string, dns []string, addrs []netip.Addr, now t
 	if err != nil {
 		return nil, fmt.Errorf("creating TLS certificate: %w", err)
 	}
-	if _, err := writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, fmt.Errorf("writing TLS certificate: %w", err)
 	}
 	return x509.ParseCertificate(der)

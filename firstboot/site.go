@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
 )
 
@@ -146,7 +147,7 @@ func (r *runner) reloadLive(ctx context.Context, netChanged []string, timeChange
 }
 
 func (r *runner) applyHostname(name string) (bool, error) {
-	c, err := writeFileAtomic(r.path(HostnamePath), []byte(name+"\n"), 0o644)
+	c, err := atomicfile.WriteFile(r.path(HostnamePath), []byte(name+"\n"), 0o644)
 	if err != nil {
 		return false, fmt.Errorf("hostname: %w", err)
 	}
@@ -199,7 +200,7 @@ func (r *runner) applyNetwork(n config.Network) ([]string, error) {
 	for i, in := range n.Interfaces {
 		name := networkFileName(i, in.Name)
 		want[name] = true
-		c, err := writeFileAtomic(filepath.Join(dir, name), networkUnit(i, in), 0o644)
+		c, err := atomicfile.WriteFile(filepath.Join(dir, name), networkUnit(i, in), 0o644)
 		if err != nil {
 			return changed, fmt.Errorf("network.interfaces[%d]: %w", i, err)
 		}
@@ -233,7 +234,7 @@ func (r *runner) applyTime(t config.Time) (bool, error) {
 		return c, nil
 	}
 	body := "# Written by omerta first boot from time.servers of the site configuration.\n[Time]\nNTP=" + strings.Join(t.Servers, " ") + "\n"
-	c, err := writeFileAtomic(p, []byte(body), 0o644)
+	c, err := atomicfile.WriteFile(p, []byte(body), 0o644)
 	if err != nil {
 		return false, fmt.Errorf("time.servers: %w", err)
 	}
@@ -305,7 +306,7 @@ func (r *runner) applySSH(s config.SSH) (changed, problems []string, err error) 
 			return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
 		}
 	}
-	c, err := writeFileAtomic(r.path(keysPath), []byte(body.String()), 0o600)
+	c, err := atomicfile.WriteFile(r.path(keysPath), []byte(body.String()), 0o600)
 	if err != nil {
 		return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
 	}

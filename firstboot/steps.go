@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/version"
 	"github.com/omertaos/omertaos/firstboot/report"
@@ -112,7 +113,7 @@ func (r *runner) stepReport(ctx context.Context) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := writeFileAtomic(r.path(ReportPath), data, 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(r.path(ReportPath), data, 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing report: %w", err)
 	}
 	r.mid()
@@ -120,7 +121,7 @@ func (r *runner) stepReport(ctx context.Context) (any, string, error) {
 	if err := report.RenderHTML(&html, rep); err != nil {
 		return nil, "", fmt.Errorf("rendering report: %w", err)
 	}
-	if _, err := writeFileAtomic(r.path(ReportHTMLPath), []byte(html.String()), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(r.path(ReportHTMLPath), []byte(html.String()), 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing report: %w", err)
 	}
 	sum := sha256.Sum256(data)
@@ -227,7 +228,7 @@ func (r *runner) stepDone(ctx context.Context) (any, string, error) {
 	if cur, err := os.ReadFile(r.path(DonePath)); err == nil && strings.Contains(string(cur), "report sha256 "+rd.SHA256+"\n") {
 		return nil, "", nil // written by the attempt that a power cut stopped
 	}
-	if _, err := writeFileAtomic(r.path(DonePath), []byte(body), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(r.path(DonePath), []byte(body), 0o644); err != nil {
 		return nil, "", err
 	}
 	return nil, "", nil

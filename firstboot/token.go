@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 )
 
 // tokenBytes is 160 bits: more than the 128 the threat model asks for, and
@@ -68,7 +70,7 @@ func writeToken(p string, t setupToken) error {
 	if err != nil {
 		return err
 	}
-	_, err = writeFileAtomic(p, append(data, '\n'), 0o600)
+	_, err = atomicfile.WriteFile(p, append(data, '\n'), 0o600)
 	return err
 }
 
@@ -116,7 +118,7 @@ func (r *runner) stepToken(ctx context.Context) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := writeFileAtomic(r.path(IssuePath), []byte(b.issue()), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(r.path(IssuePath), []byte(b.issue()), 0o644); err != nil {
 		return nil, "", fmt.Errorf("setup token: %w", err)
 	}
 	return tokenData{ExpiresAt: t.ExpiresAt}, "", nil
@@ -186,7 +188,7 @@ func scrubIssue(p string) error {
 			lines[i] = "  Setup token:      (used)"
 		}
 	}
-	if _, err := writeFileAtomic(p, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+	if _, err := atomicfile.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 		return fmt.Errorf("login banner: %w", err)
 	}
 	return nil

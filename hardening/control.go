@@ -1,7 +1,6 @@
 package hardening
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
 )
 
@@ -170,52 +170,15 @@ func cmdEvidence(cmd string, out []byte, excerpt string) Evidence {
 	return Evidence{Source: cmd, SHA256: sum(out), Excerpt: excerpt}
 }
 
-// writeFile writes data to p under the root atomically (temp file in the
-// same directory, fsync, rename, fsync of the directory) unless the file
-// already has exactly this content and mode. It reports whether it wrote.
+// writeFile writes data to p under the root atomically (see atomicfile)
+// unless the file already has exactly this content and mode. It reports
+// whether it wrote.
 func (e *env) writeFile(p string, data []byte, mode os.FileMode) (bool, error) {
-	full := e.path(p)
-	if fi, err := os.Lstat(full); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm() == mode.Perm() {
-		if old, err := os.ReadFile(full); err == nil && bytes.Equal(old, data) {
-			return false, nil
-		}
+	changed, err := atomicfile.WriteFile(e.path(p), data, mode)
+	if changed {
+		delete(e.cache, p)
 	}
-	dir := filepath.Dir(full)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return false, fmt.Errorf("creating %s: %w", filepath.Dir(p), err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(full)+".tmp*")
-	if err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := tmp.Chmod(mode.Perm()); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("setting mode of %s: %w", p, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return false, fmt.Errorf("syncing %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return false, fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := os.Rename(tmp.Name(), full); err != nil {
-		return false, fmt.Errorf("replacing %s: %w", p, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return true, fmt.Errorf("syncing directory of %s: %w", p, err)
-		}
-	}
-	delete(e.cache, p)
-	return true, nil
+	return changed, err
 }
 
 // ownedFile is a file the hardening package writes whole: a header saying

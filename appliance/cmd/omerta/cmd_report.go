@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
@@ -150,7 +149,7 @@ naming what failed, and the command exits 1.`,
 				if _, err := cmd.OutOrStdout().Write(buf.Bytes()); err != nil {
 					return err
 				}
-			} else if err := reportWriteFile(out, buf.Bytes()); err != nil {
+			} else if err := writeReportFile(out, buf.Bytes()); err != nil {
 				return err
 			}
 			if !v.OK() {
@@ -205,43 +204,9 @@ func newReportSchemaCmd() *cobra.Command {
 	}
 }
 
-// reportWriteFile replaces path with data so that a reader sees the old file
-// or the new one, never half of it: temp file in the same directory, fsync,
-// rename, fsync of the directory.
-func reportWriteFile(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = io.Copy(f, bytes.NewReader(data)); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Chmod(0o644); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Sync(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing %s: syncing directory: %w", path, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("writing %s: syncing directory: %w", path, err)
-	}
-	return nil
+// writeReportFile writes the rendered report atomically, so that a reader
+// never sees half a report.
+func writeReportFile(path string, data []byte) error {
+	_, err := atomicfile.WriteFile(path, data, 0o644)
+	return err
 }
