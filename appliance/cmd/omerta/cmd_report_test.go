@@ -134,7 +134,10 @@ func TestReportHTMLCommand(t *testing.T) {
 		t.Error("tampered report rendered without the warning")
 	}
 
-	if msg, code := runReport(t, "report", "html", reportGolden, "-o", filepath.Join(dir, "no", "such", "dir.html")); code != -1 || !strings.Contains(msg, "writing ") {
+	// A parent that is a regular file cannot hold the output, even for root.
+	blocker := filepath.Join(dir, "plain-file")
+	os.WriteFile(blocker, nil, 0o644)
+	if msg, code := runReport(t, "report", "html", reportGolden, "-o", filepath.Join(blocker, "report.html")); code != -1 || !strings.Contains(msg, "plain-file") {
 		t.Errorf("unwritable output: exit %d: %s", code, msg)
 	}
 }
