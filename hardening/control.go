@@ -243,26 +243,6 @@ func writeOwned(e *env, ctrls []Control) ([]string, error) {
 	return changed, nil
 }
 
-// renderOwned returns the content Apply would write to the owned file p;
-// checks compare against it where the whole file is the control.
-func renderOwned(e *env, p string) string {
-	spec := ownedFiles[p]
-	var b strings.Builder
-	b.WriteString(spec.header)
-	for _, c := range Controls(e.profile()) {
-		if c.Waiver != "" || c.owned == nil || !c.applicable(e) {
-			continue
-		}
-		if cp, lines := c.owned(e); cp == p {
-			for _, l := range lines {
-				b.WriteString(l)
-				b.WriteByte('\n')
-			}
-		}
-	}
-	return b.String()
-}
-
 // profiles helpers for the catalog.
 var (
 	all        = []config.Profile{config.ProfileUser, config.ProfilePro, config.ProfileEnterprise}
