@@ -376,3 +376,25 @@ func TestHTMLShowsTamperingAndEscapes(t *testing.T) {
 		t.Error("HTML of a trusted verification does not say so")
 	}
 }
+
+func TestWriteVerificationCollapsesPassingRecords(t *testing.T) {
+	r, data := sealed(t)
+	v, err := Verify(data, testKey(t).Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var short, long bytes.Buffer
+	if err := WriteVerification(&short, "r.json", v, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteVerification(&long, "r.json", v, true); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("ok    %d records: seq, hash and link ok\n", len(r.Records))
+	if !strings.Contains(short.String(), want) || strings.Contains(short.String(), "record 1 ") {
+		t.Errorf("short output lacks %q or lists records:\n%s", want, short.String())
+	}
+	if n := strings.Count(long.String(), "\nok    record "); n != len(r.Records) {
+		t.Errorf("verbose output lists %d records, want %d", n, len(r.Records))
+	}
+}

@@ -8,15 +8,31 @@ import (
 
 // WriteVerification prints what v checked, one line per check, then its
 // warnings and a last line with the verdict, for `omerta report verify`.
-func WriteVerification(w io.Writer, name string, v *Verification) error {
+//
+// Unless verbose, a run of passing per-record checks is shown as one line;
+// failing checks are always shown one by one.
+func WriteVerification(w io.Writer, name string, v *Verification, verbose bool) error {
 	ew := &errWriter{w: w}
+	run := 0 // passing record checks not yet printed
+	flush := func() {
+		if run > 0 {
+			ew.printf("ok    %d records: seq, hash and link ok\n", run)
+			run = 0
+		}
+	}
 	for _, c := range v.Checks {
+		if c.OK && !verbose && strings.HasPrefix(c.Name, "record ") {
+			run++
+			continue
+		}
+		flush()
 		mark := "ok  "
 		if !c.OK {
 			mark = "FAIL"
 		}
 		ew.printf("%s  %s: %s\n", mark, c.Name, c.Detail)
 	}
+	flush()
 	for _, warn := range v.Warnings {
 		ew.printf("\nWARNING: %s.\n", warn)
 	}

@@ -81,7 +81,7 @@ func reportVerify(path string, rt *reportTrust) (*report.Verification, error) {
 
 func newReportVerifyCmd() *cobra.Command {
 	var rt reportTrust
-	var asJSON bool
+	var asJSON, verbose bool
 	cmd := &cobra.Command{
 		Use:   "verify FILE",
 		Short: "Check a report's hashes, chain and signature; exit 1 if anything was changed",
@@ -107,7 +107,7 @@ on the appliance's console to prove where the report came from.`,
 				if err := enc.Encode(v); err != nil {
 					return err
 				}
-			} else if err := report.WriteVerification(out, args[0], v); err != nil {
+			} else if err := report.WriteVerification(out, args[0], v, verbose); err != nil {
 				return err
 			}
 			if !v.OK() {
@@ -118,6 +118,7 @@ on the appliance's console to prove where the report came from.`,
 	}
 	rt.flags(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the checks as JSON")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "print the check of every record, not only failures")
 	return cmd
 }
 
