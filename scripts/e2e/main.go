@@ -453,22 +453,32 @@ func dialSSH(ctx context.Context, port int, signer ssh.Signer) (*sshClient, erro
 	return nil, fmt.Errorf("ssh to 127.0.0.1:%d: %v", port, last)
 }
 
-// run runs cmd and returns its combined output and exit status.
+// run runs cmd and returns its standard output (standard error appended
+// after it, so that messages are not lost) and exit status.
 func (s *sshClient) run(cmd string) (string, int, error) {
+	out, errOut, code, err := s.run2(cmd)
+	return out + errOut, code, err
+}
+
+// run2 runs cmd and returns its standard output and standard error apart:
+// for output that is parsed, such as a file or JSON.
+func (s *sshClient) run2(cmd string) (string, string, int, error) {
 	sess, err := s.c.NewSession()
 	if err != nil {
-		return "", -1, err
+		return "", "", -1, err
 	}
 	defer sess.Close()
-	out, err := sess.CombinedOutput(cmd)
+	var stdout, stderr strings.Builder
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	err = sess.Run(cmd)
 	var ee *ssh.ExitError
 	if errors.As(err, &ee) {
-		return string(out), ee.ExitStatus(), nil
+		return stdout.String(), stderr.String(), ee.ExitStatus(), nil
 	}
 	if err != nil {
-		return string(out), -1, err
+		return stdout.String(), stderr.String(), -1, err
 	}
-	return string(out), 0, nil
+	return stdout.String(), stderr.String(), 0, nil
 }
 
 func newSSHKey() (ssh.Signer, string, error) {
