@@ -21,7 +21,7 @@ qmp=""
 ssh_port="${QEMU_SSH_PORT:-2222}"
 https_port="${QEMU_HTTPS_PORT:-8443}"
 memory="${QEMU_MEMORY:-2048}"
-cpus="${QEMU_CPUS:-2}"
+cpus="${QEMU_CPUS:-}"
 ovmf_code="${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}"
 ovmf_vars="${OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}"
 
@@ -81,9 +81,13 @@ if [[ -z $accel ]]; then
 		printf '%s\n%s\n' "$key" "$accel" >"$cache"
 	fi
 fi
+# Under TCG one vCPU: with several, QEMU 7.2's multi-threaded TCG now and
+# then lets a vCPU run into the int3 another is patching in (the kernel's
+# text_poke_bp), and the guest panics in early boot. One vCPU also leaves
+# the host's other core to the build.
 case "$accel" in
-kvm) cpu=host ;;
-tcg) cpu=max ;;
+kvm) cpu=host; cpus="${cpus:-2}" ;;
+tcg) cpu=max; cpus="${cpus:-1}" ;;
 *) echo "qemu.sh: QEMU_ACCEL must be kvm or tcg" >&2; exit 2 ;;
 esac
 
