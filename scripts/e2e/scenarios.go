@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -125,6 +126,15 @@ func (r *run) mainScenario(ctx context.Context) error {
 			} else {
 				r.check(sc, "Lynis ran", false, "the report has no lynis section")
 			}
+		}
+	}
+
+	// What Lynis suggested, for whoever tunes the image and the controls;
+	// Lynis keeps its log at /var/log/lynis.log.
+	if out, _, code, err := s.run2("sudo -n grep -E 'Suggestion:|Warning:' /var/log/lynis.log"); err == nil && code == 0 {
+		path := filepath.Join(r.opts.work, "lynis-findings.txt")
+		if werr := os.WriteFile(path, []byte(out), 0o644); werr == nil {
+			r.note("Lynis findings (%d lines) in %s", strings.Count(out, "\n"), path)
 		}
 	}
 
