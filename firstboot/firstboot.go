@@ -32,6 +32,7 @@ const (
 	StateDBPath     = "/var/lib/omerta/state.db"
 	Dir             = "/var/lib/omerta/firstboot"
 	JournalPath     = "/var/lib/omerta/firstboot/journal.json"
+	SiteBasePath    = "/var/lib/omerta/firstboot/site-base.json"
 	ReportPath      = "/var/lib/omerta/firstboot/report.json"
 	ReportHTMLPath  = "/var/lib/omerta/firstboot/report.html"
 	DonePath        = "/var/lib/omerta/firstboot/done"

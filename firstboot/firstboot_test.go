@@ -282,6 +282,36 @@ func TestBadSiteLayerKeepsDefaults(t *testing.T) {
 	}
 }
 
+// TestSiteConfigInstalled checks that the configuration first boot resolved
+// from the ESP becomes /etc/omerta/omerta.yaml, which omertad and
+// `omerta harden --check` read later.
+func TestSiteConfigInstalled(t *testing.T) {
+	image := "profile: user\nhostname: from-image\n"
+	root := newTestRoot(t, map[string]string{
+		"/etc/omerta/omerta.yaml": image,
+		"/boot/omerta.yaml":       goodSite,
+	})
+	if _, err := Run(context.Background(), testOptions(root, nil)); err != nil {
+		t.Fatal(err)
+	}
+	want := config.ResolveLayers(
+		config.Layer{Path: "image", Present: true, Data: []byte(image)},
+		config.Layer{Path: "esp", Present: true, Data: []byte(goodSite)},
+	).Config
+	got, err := config.Load(under(root, config.DefaultPath))
+	if err != nil {
+		t.Fatalf("installed configuration does not load: %v", err)
+	}
+	if got.Profile != want.Profile || got.Hostname != want.Hostname || !cmp.Equal(got.SSH, want.SSH) || !cmp.Equal(got.Time, want.Time) {
+		t.Errorf("installed configuration = %+v\nwant %+v", got, want)
+	}
+	// The report names the image's file as it was, not first boot's output.
+	h := readReport(t, root).Header
+	if src := h.Site.Sources[0]; src.SHA256 != sha256Hex(image) {
+		t.Errorf("report's /etc layer hash %s is not the image file's", src.SHA256)
+	}
+}
+
 func TestProfileFlagOverridesSite(t *testing.T) {
 	root := newTestRoot(t, map[string]string{"/etc/omerta/omerta.yaml": "profile: user\n"})
 	opts := testOptions(root, nil)
@@ -291,6 +321,9 @@ func TestProfileFlagOverridesSite(t *testing.T) {
 	}
 	if p := readReport(t, root).Header.Profile; p != config.ProfileEnterprise {
 		t.Errorf("profile %s", p)
+	}
+	if cfg, err := config.Load(under(root, config.DefaultPath)); err != nil || cfg.Profile != config.ProfileEnterprise {
+		t.Errorf("installed profile = %s, %v; want the flag's", cfg.Profile, err)
 	}
 }
 

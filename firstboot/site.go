@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,28 +43,55 @@ func (r *runner) site() (siteData, error) {
 	return sd, nil
 }
 
-// resolveSite layers the site configuration files under root. Paths and
-// messages name the files as the appliance sees them (/efi/omerta.yaml), not
-// as this process reached them.
-func resolveSite(root string) config.Resolved {
-	var paths []string
-	for _, p := range SiteConfigPaths {
-		paths = append(paths, under(root, p))
+// resolveSite layers the site configuration under root: the image's
+// /etc/omerta/omerta.yaml as it was before first boot replaced it (see
+// baseLayer), then the ESP candidates. Paths and messages name the files as
+// the appliance sees them (/efi/omerta.yaml), not as this process reached
+// them.
+func (r *runner) resolveSite() (config.Resolved, error) {
+	base, err := r.baseLayer()
+	if err != nil {
+		return config.Resolved{}, err
 	}
-	res := config.Resolve(paths...)
-	for i := range res.Sources {
-		s := &res.Sources[i]
-		host := s.Path
-		s.Path = SiteConfigPaths[i]
-		if host != s.Path {
-			s.Error = strings.ReplaceAll(s.Error, host, s.Path)
+	layers := []config.Layer{base}
+	for _, p := range SiteConfigPaths[1:] {
+		layers = append(layers, config.ReadLayer(r.path(p), p))
+	}
+	return config.ResolveLayers(layers...), nil
+}
+
+// baseLayer returns the image's /etc/omerta/omerta.yaml as first boot first
+// found it. The site step replaces that file with the resolved
+// configuration; a resumed step must resolve from the same inputs, not from
+// its own output, so the original is kept in the first-boot directory the
+// first time round.
+func (r *runner) baseLayer() (config.Layer, error) {
+	snap := r.path(SiteBasePath)
+	if data, err := os.ReadFile(snap); err == nil {
+		var l config.Layer
+		if err := json.Unmarshal(data, &l); err != nil {
+			return l, fmt.Errorf("reading %s: %w", SiteBasePath, err)
 		}
+		return l, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return config.Layer{}, fmt.Errorf("reading %s: %w", SiteBasePath, err)
 	}
-	return res
+	l := config.ReadLayer(r.path(config.DefaultPath), config.DefaultPath)
+	data, err := json.Marshal(l)
+	if err != nil {
+		return l, err
+	}
+	if _, err := atomicfile.WriteFile(snap, data, 0o600); err != nil {
+		return l, err
+	}
+	return l, nil
 }
 
 func (r *runner) stepSite(ctx context.Context) (any, string, error) {
-	res := resolveSite(r.root)
+	res, err := r.resolveSite()
+	if err != nil {
+		return nil, "", err
+	}
 	sd := siteData{Config: res.Config, ProfileFrom: "site", Sources: res.Sources}
 	if r.opts.Profile != "" {
 		sd.Config.Profile = r.opts.Profile
@@ -88,6 +116,11 @@ func (r *runner) stepSite(ctx context.Context) (any, string, error) {
 		}
 	}
 	cfg := sd.Config
+	c, err := r.installSiteConfig(sd)
+	if err != nil {
+		return nil, "", err
+	}
+	note(c, config.DefaultPath)
 	if cfg.Hostname != "" {
 		c, err := r.applyHostname(cfg.Hostname)
 		if err != nil {
@@ -106,7 +139,7 @@ func (r *runner) stepSite(ctx context.Context) (any, string, error) {
 		return nil, "", err
 	}
 	changed = append(changed, sshChanged...)
-	c, err := r.applyTime(cfg.Time)
+	c, err = r.applyTime(cfg.Time)
 	if err != nil {
 		return nil, "", err
 	}
@@ -121,6 +154,34 @@ func (r *runner) stepSite(ctx context.Context) (any, string, error) {
 	sd.Problems = append(sd.Problems, problems...)
 	r.auditExtra = map[string]any{"changed": changed, "profile": cfg.Profile, "profile_from": sd.ProfileFrom}
 	return sd, "", nil
+}
+
+// installSiteConfig writes the configuration first boot resolved (all
+// layers, and --profile) to /etc/omerta/omerta.yaml. omertad and
+// `omerta harden --check` read only that file; without this they would judge
+// the machine by the image's defaults instead of the ESP's settings. The ESP
+// copy is read on the first boot only, so after it /etc is the one place an
+// administrator edits.
+func (r *runner) installSiteConfig(sd siteData) (bool, error) {
+	var header strings.Builder
+	header.WriteString("# Installed by omerta firstboot from the site configuration in force at\n")
+	header.WriteString("# first boot; the signed first-boot report lists each layer and its SHA-256.\n")
+	for _, s := range sd.Sources {
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(&header, "#   %s: ignored (%s)\n", s.Path, s.Error)
+		case s.Present:
+			fmt.Fprintf(&header, "#   %s: sha256 %s\n", s.Path, s.SHA256)
+		}
+	}
+	if sd.ProfileFrom == "flag" {
+		fmt.Fprintf(&header, "#   profile %s: from the command line\n", sd.Config.Profile)
+	}
+	data, err := config.Marshal(sd.Config, header.String())
+	if err != nil {
+		return false, err
+	}
+	return atomicfile.WriteFile(r.path(config.DefaultPath), data, 0o644)
 }
 
 // reloadLive tells the running services about the files just written. A

@@ -380,3 +380,15 @@ func abbreviate(s string) string {
 	}
 	return s
 }
+
+// Marshal renders c as an omerta.yaml that Parse reads back to c, with
+// header (comment lines, each starting with "#") on top. First boot uses it
+// to install the configuration it resolved from all layers, so that every
+// later reader of /etc/omerta/omerta.yaml sees what first boot applied.
+func Marshal(c Config, header string) ([]byte, error) {
+	body, err := yaml.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encoding configuration: %w", err)
+	}
+	return append([]byte(header), body...), nil
+}

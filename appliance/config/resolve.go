@@ -36,26 +36,61 @@ func (r Resolved) Problems() []string {
 	return out
 }
 
-// Resolve layers the files in paths over the defaults, later files winning
-// field by field. It never fails: a missing file is skipped, and a bad file is
-// ignored whole (the layers below it stay in force) with its error recorded in
-// its Source, so that first boot can go on with safe values and say why.
+// Layer is one configuration file's content as read, so that a caller can
+// keep it (first boot journals the image's own file before replacing it) and
+// resolve the same layers again later.
+type Layer struct {
+	// Path names the file in messages and in Source.
+	Path    string `json:"path"`
+	Present bool   `json:"present"`
+	Data    []byte `json:"data,omitempty"`
+	// ReadError is why a present file could not be read.
+	ReadError string `json:"read_error,omitempty"`
+}
+
+// ReadLayer reads the file at path; a missing file is an absent layer. name
+// labels the layer (the path as the appliance sees it); empty means path.
+func ReadLayer(path, name string) Layer {
+	if name == "" {
+		name = path
+	}
+	l := Layer{Path: name}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		l.Present = true
+		l.ReadError = fmt.Sprintf("reading %s: %v", name, errors.Unwrap(err))
+	default:
+		l.Present = true
+		l.Data = data
+	}
+	return l
+}
+
+// Resolve layers the files in paths over the defaults; see ResolveLayers.
 func Resolve(paths ...string) Resolved {
+	layers := make([]Layer, len(paths))
+	for i, p := range paths {
+		layers[i] = ReadLayer(p, "")
+	}
+	return ResolveLayers(layers...)
+}
+
+// ResolveLayers layers the configuration files over the defaults, later
+// layers winning field by field. It never fails: an absent layer is skipped,
+// and a bad one is ignored whole (the layers below it stay in force) with its
+// error recorded in its Source, so that first boot can go on with safe values
+// and say why.
+func ResolveLayers(layers ...Layer) Resolved {
 	r := Resolved{Config: Default()}
-	for _, p := range paths {
-		src := Source{Path: p}
-		data, err := os.ReadFile(p)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
-			src.Present = true
-			src.Error = fmt.Sprintf("reading %s: %v", p, err)
-		default:
-			src.Present = true
-			src.SHA256 = sha256Hex(data)
-			cfg, perr := Parse(data, p, r.Config)
-			if perr != nil {
-				src.Error = perr.Error()
+	for _, l := range layers {
+		src := Source{Path: l.Path, Present: l.Present, Error: l.ReadError}
+		if l.Present && l.ReadError == "" {
+			src.SHA256 = sha256Hex(l.Data)
+			cfg, err := Parse(l.Data, l.Path, r.Config)
+			if err != nil {
+				src.Error = err.Error()
 			} else {
 				r.Config = cfg
 			}
