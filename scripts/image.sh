@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds out/omertaos.raw (plus omertaos.raw.zst and SHA256SUMS) from
 # mkosi.conf and bin/omerta. Package installation is cached by mkosi
-# (Incremental=yes, mkosi.cache/), so a rebuild after a Go change only copies
+# (Incremental=yes, .cache/mkosi-cache/), so a rebuild after a Go change only copies
 # the binary and re-assembles the disk.
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,7 +23,7 @@ ${GO:-go} run ./scripts/cmdline -profile "${OMERTA_CMDLINE_PROFILE:-pro}" >"$sta
 mv "$stage/etc/kernel/cmdline.tmp" "$stage/etc/kernel/cmdline"
 echo "image.sh: kernel command line: $(cat "$stage/etc/kernel/cmdline")"
 
-mkdir -p out mkosi.cache .cache/mkosi-out
+mkdir -p out .cache/mkosi-cache .cache/mkosi-out
 scripts/mkosi.sh --directory "$top" --force build
 
 raw=.cache/mkosi-out/omertaos.raw
