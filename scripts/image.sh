@@ -24,7 +24,14 @@ mv "$stage/etc/kernel/cmdline.tmp" "$stage/etc/kernel/cmdline"
 echo "image.sh: kernel command line: $(cat "$stage/etc/kernel/cmdline")"
 
 mkdir -p out .cache/mkosi-cache .cache/mkosi-out
-scripts/mkosi.sh --directory "$top" --force build
+# mkosi downloads the packages itself; a mirror hiccup must not fail CI, so
+# the whole build is retried (cached packages are not fetched again).
+for try in 1 2 3; do
+	scripts/mkosi.sh --directory "$top" --force build && break
+	[[ $try == 3 ]] && { echo "image.sh: mkosi failed 3 times" >&2; exit 1; }
+	echo "image.sh: mkosi build failed (attempt $try); retrying in $((try * 20))s" >&2
+	sleep $((try * 20))
+done
 
 raw=.cache/mkosi-out/omertaos.raw
 [[ -f $raw ]] || { echo "image.sh: mkosi produced no $raw" >&2; exit 1; }
