@@ -1,12 +1,7 @@
 package hardening
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path"
-	"sort"
 	"strings"
 
 	"github.com/omertaos/omertaos/appliance/config"
@@ -30,29 +25,10 @@ type modprobeState struct {
 // modprobeConfig reads every modprobe.d file in the order kmod does and
 // returns the state of each module, plus the files read.
 func (e *env) modprobeConfig() (map[string]*modprobeState, []Evidence, error) {
-	byName := map[string]string{}
-	for _, d := range modprobeDirs {
-		entries, err := os.ReadDir(e.path(d))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, nil, fmt.Errorf("listing %s: %w", d, err)
-		}
-		for _, de := range entries {
-			if !strings.HasSuffix(de.Name(), ".conf") {
-				continue
-			}
-			if _, ok := byName[de.Name()]; !ok {
-				byName[de.Name()] = path.Join(d, de.Name())
-			}
-		}
+	files, _, err := e.dropIns(modprobeDirs)
+	if err != nil {
+		return nil, nil, err
 	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	st := map[string]*modprobeState{}
 	get := func(m string) *modprobeState {
 		m = modName(m)
@@ -62,8 +38,7 @@ func (e *env) modprobeConfig() (map[string]*modprobeState, []Evidence, error) {
 		return st[m]
 	}
 	var ev []Evidence
-	for _, n := range names {
-		f := byName[n]
+	for _, f := range files {
 		data, ok, err := e.read(f)
 		if err != nil {
 			return nil, nil, err

@@ -35,32 +35,15 @@ func (e *env) systemdSetting(name, section, key string) (value, file, line strin
 			break
 		}
 	}
-	byName := map[string]string{}
-	for _, d := range systemdConfDirs {
-		dir := path.Join(d, name+".d")
-		entries, rerr := os.ReadDir(e.path(dir))
-		if rerr != nil {
-			if errors.Is(rerr, fs.ErrNotExist) {
-				continue
-			}
-			return "", "", "", false, nil, fmt.Errorf("listing %s: %w", dir, rerr)
-		}
-		for _, de := range entries {
-			if strings.HasSuffix(de.Name(), ".conf") {
-				if _, ok := byName[de.Name()]; !ok {
-					byName[de.Name()] = path.Join(dir, de.Name())
-				}
-			}
-		}
+	dirs := make([]string, len(systemdConfDirs))
+	for i, d := range systemdConfDirs {
+		dirs[i] = path.Join(d, name+".d")
 	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
+	dropIns, _, err := e.dropIns(dirs)
+	if err != nil {
+		return "", "", "", false, nil, err
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		files = append(files, byName[n])
-	}
+	files = append(files, dropIns...)
 	for _, f := range files {
 		data, ok, rerr := e.read(f)
 		if rerr != nil {
@@ -222,4 +205,39 @@ func checkLines(e *env, file string, lines []string) outcome {
 		o.result, o.actual = Pass, fmt.Sprintf("all %d lines present in %s", len(lines), file)
 	}
 	return o
+}
+
+// dropIns lists the *.conf files of dirs the way systemd and kmod order
+// them: a file name in an earlier directory hides the same name in later
+// ones, and the survivors are sorted by name. It also returns, by name,
+// where each survivor lives.
+func (e *env) dropIns(dirs []string) ([]string, map[string]string, error) {
+	byName := map[string]string{}
+	for _, d := range dirs {
+		entries, err := os.ReadDir(e.path(d))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, nil, fmt.Errorf("listing %s: %w", d, err)
+		}
+		for _, de := range entries {
+			if !strings.HasSuffix(de.Name(), ".conf") {
+				continue
+			}
+			if _, ok := byName[de.Name()]; !ok {
+				byName[de.Name()] = path.Join(d, de.Name())
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	files := make([]string, len(names))
+	for i, n := range names {
+		files[i] = byName[n]
+	}
+	return files, byName, nil
 }

@@ -1,12 +1,8 @@
 package hardening
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path"
-	"sort"
 	"strings"
 
 	"github.com/omertaos/omertaos/appliance/config"
@@ -69,32 +65,9 @@ func normaliseSysctlKey(k string) string {
 // sysctlConfig computes the effective configured value of every key the way
 // systemd-sysctl does at boot, and returns the files it read as evidence.
 func (e *env) sysctlConfig() (map[string]sysctlSetting, []Evidence, error) {
-	byName := map[string]string{}
-	for _, d := range sysctlDirs {
-		entries, err := os.ReadDir(e.path(d))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return nil, nil, fmt.Errorf("listing %s: %w", d, err)
-		}
-		for _, de := range entries {
-			if !strings.HasSuffix(de.Name(), ".conf") {
-				continue
-			}
-			if _, ok := byName[de.Name()]; !ok {
-				byName[de.Name()] = path.Join(d, de.Name())
-			}
-		}
-	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	files := make([]string, 0, len(names)+1)
-	for _, n := range names {
-		files = append(files, byName[n])
+	files, byName, err := e.dropIns(sysctlDirs)
+	if err != nil {
+		return nil, nil, err
 	}
 	// procps reads /etc/sysctl.conf last; Debian links it in as 99-sysctl.conf.
 	if _, ok := byName["99-sysctl.conf"]; !ok {
