@@ -11,18 +11,13 @@ import (
 
 func runProbe(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(append([]string{"probe"}, args...))
-	err := root.ExecuteContext(context.Background())
+	out, err := runCmd(t, append([]string{"probe"}, args...)...)
 	var ec exitCode
 	switch {
 	case err == nil:
-		return out.String(), 0
+		return out, 0
 	case errors.As(err, &ec):
-		return out.String(), int(ec)
+		return out, int(ec)
 	}
 	t.Fatalf("probe %v: %v", args, err)
 	return "", 0

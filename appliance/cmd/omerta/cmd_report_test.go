@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -22,20 +21,15 @@ const (
 // exit status main would use.
 func runReport(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	root := newRootCmd()
-	var out bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&out)
-	root.SetArgs(args)
-	err := root.ExecuteContext(context.Background())
+	out, err := runCmd(t, args...)
 	var ec exitCode
 	switch {
 	case err == nil:
-		return out.String(), 0
+		return out, 0
 	case errors.As(err, &ec):
-		return out.String(), int(ec)
+		return out, int(ec)
 	default:
-		return out.String() + "error: " + err.Error(), -1
+		return out + "error: " + err.Error(), -1
 	}
 }
 

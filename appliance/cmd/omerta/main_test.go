@@ -144,3 +144,15 @@ func TestDaemonBadConfigExits(t *testing.T) {
 		t.Fatalf("missing --config file: %v %q", err, out)
 	}
 }
+
+// runCmd runs `omerta args...` in process and returns what it printed.
+func runCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
