@@ -256,6 +256,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
+// boot starts the VM called name on disk, its serial console logged to
+// <work>/<name>-serial.log.
+func (r *run) boot(name, disk string) (*vm, error) {
+	return boot(r.opts.top, name, disk, filepath.Join(r.opts.work, name+"-serial.log"))
+}
+
 // prepareDisk copies the image and drops ESP files onto the copy.
 func (r *run) prepareDisk(name string, esp map[string][]byte) (string, error) {
 	disk := filepath.Join(r.opts.work, name+".raw")

@@ -35,7 +35,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 	}
 	defer r.cleanupDisk(disk)
 
-	v, err := boot(r.opts.top, sc, disk, filepath.Join(r.opts.work, sc+"-serial.log"))
+	v, err := r.boot(sc, disk)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func (r *run) powerLossScenario(ctx context.Context) error {
 	defer r.cleanupDisk(disk)
 
 	// Boot A: cut the power while hardening is being applied.
-	a, err := boot(r.opts.top, sc+"-a", disk, filepath.Join(r.opts.work, sc+"-a-serial.log"))
+	a, err := r.boot(sc+"-a", disk)
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (r *run) powerLossScenario(ctx context.Context) error {
 	r.check(sc, "no setup token before the power cut", !printed, "")
 
 	// Boot B: first boot resumes and finishes.
-	bvm, err := boot(r.opts.top, sc+"-b", disk, filepath.Join(r.opts.work, sc+"-b-serial.log"))
+	bvm, err := r.boot(sc+"-b", disk)
 	if err != nil {
 		return err
 	}
@@ -263,7 +263,7 @@ func (r *run) badConfigScenario(ctx context.Context) error {
 		return err
 	}
 	defer r.cleanupDisk(disk)
-	v, err := boot(r.opts.top, sc, disk, filepath.Join(r.opts.work, sc+"-serial.log"))
+	v, err := r.boot(sc, disk)
 	if err != nil {
 		return err
 	}
