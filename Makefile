@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS   := $(CURDIR)/.cache/tools
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build test lint demo clean deps-build deps-test
+.PHONY: all build test fuzz lint demo clean deps-build deps-test
 
 all: build
 
@@ -28,8 +28,26 @@ build: deps-build
 
 
 
+# The appliance packages (the daemon, its store and API, the domains it
+# serves) run under the race detector; first boot, hardening and the scripts
+# run without it, since their tests re-exec children and mostly wait on them.
+# Then the site-configuration fuzz target gets FUZZTIME of fresh inputs: the
+# path an administrator's ESP file takes must stay bounded in time and memory.
+RACE_PKGS  := ./appliance/...
+PLAIN_PKGS := ./firstboot/... ./hardening/... ./scripts/...
+FUZZTIME   ?= 30s
+
 test: deps-test build
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PLAIN_PKGS)
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./appliance/config/
+
+# Every fuzz target in the module for FUZZTIME each (make fuzz FUZZTIME=5m).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
 
 lint: deps-build
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
