@@ -45,7 +45,7 @@ rm -rf "$demo/root"; mkdir -p "$demo/root"
 report=$demo/root/var/lib/omerta/firstboot/report.json
 say "omerta report verify (with the device key printed at first boot)"
 "$bin" report verify "$report" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
-"$bin" report html "$report" -o "$demo/report.html"
+"$bin" report html "$report" -o "$demo/report.html" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
 echo "HTML report: $demo/report.html"
 
 say "omertad is running"

@@ -71,4 +71,17 @@
 // their own. Verify says so unless it is given the device key, or its
 // fingerprint, obtained out of band (the console banner, signing.pub copied
 // by the operator).
+//
+// # Hostile input
+//
+// A verifier runs on an auditor's machine and must survive any file: a
+// document over VerifyOptions.MaxBytes (DefaultMaxBytes), nested deeper
+// than MaxDepth or holding more values than its size honestly can is
+// refused before anything is hashed, with a *LimitError (errors.Is
+// ErrTooLarge, ErrTooDeep, ErrTooMany). Identifiers (record, step, probe
+// check and reference ids, hostname, machine and boot id, image version,
+// tool names) may not hold a control or formatting character
+// (terminal.Unsafe); free text may, and WriteVerification and WriteSummary
+// print every string from the report escaped, so none can rewrite the
+// terminal or forge the verdict line.
 package report

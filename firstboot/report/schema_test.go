@@ -60,6 +60,10 @@ func TestSchemaRefusesWhatVerifyRefuses(t *testing.T) {
 		"null list":            {`"steps": [`, `"steps": null, "x": [`},
 		"bad profile":          {`"profile": "pro"`, `"profile": "gold"`},
 		"bad time":             {`"started_at": "2025-03-14T09:26:53Z"`, `"started_at": "yesterday"`},
+		"CR in hostname":       {`"hostname": "omerta-7f3a2c"`, `"hostname": "omerta\r7f3a2c"`},
+		"ESC in record id":     {`"id": "cis.3.3.1.ip_forward"`, `"id": "\u001b[2Kcis.3.3.1.ip_forward"`},
+		"bidi in step name":    {`"name": "keys"`, `"name": "keys\u202e"`},
+		"C1 in tool name":      {`"kernel":`, `"kernel\u009b":`},
 	} {
 		bad := strings.Replace(string(data), edit[0], edit[1], 1)
 		if bad == string(data) {

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
 var (
@@ -22,6 +25,9 @@ var (
 // on; each error names the field and the reason.
 func validate(r *Report) error {
 	h := &r.Header
+	if err := validateIdentifiers(r); err != nil {
+		return err
+	}
 	if h.SchemaVersion != SchemaVersion {
 		return fmt.Errorf("header.schema_version: %q is not %q", h.SchemaVersion, SchemaVersion)
 	}
@@ -63,8 +69,14 @@ func validate(r *Report) error {
 			return fmt.Errorf("header.steps[%d].attempts: %d is negative", i, s.Attempts)
 		}
 	}
-	seen := make(map[string]int, len(r.Records))
-	for i, rec := range r.Records {
+	return validateRecords(r.Records)
+}
+
+// validateRecords checks each record's id, result, time, references and
+// evidence.
+func validateRecords(recs []Record) error {
+	seen := make(map[string]int, len(recs))
+	for i, rec := range recs {
 		at := fmt.Sprintf("records[%d]", i)
 		if rec.ID == "" {
 			return fmt.Errorf("%s.id: empty", at)
@@ -95,6 +107,74 @@ func validate(r *Report) error {
 		}
 	}
 	return nil
+}
+
+// validateIdentifiers refuses a control or formatting character (see
+// terminal.Unsafe) in the values that name things: a record id holding CR
+// and ESC sequences could print as a forged verdict, and no honest
+// identifier needs one. Free text (titles, evidence, waivers, messages, the
+// versions tools print about themselves) may hold anything; it is escaped
+// wherever it is printed.
+func validateIdentifiers(r *Report) error {
+	h := &r.Header
+	fields := []struct{ name, value string }{
+		{"header.image.version", h.Image.Version},
+		{"header.machine_id", h.MachineID},
+		{"header.boot_id", h.BootID},
+		{"header.hostname", h.Hostname},
+	}
+	for _, f := range fields {
+		if err := identifier(f.name, f.value); err != nil {
+			return err
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(h.Tools)) {
+		if err := identifier("header.tools key", k); err != nil {
+			return err
+		}
+	}
+	for i, c := range h.Probe.Checks {
+		if err := identifiers(fmt.Sprintf("header.probe.checks[%d]", i), "id", c.ID, "status", c.Status); err != nil {
+			return err
+		}
+	}
+	for i, s := range h.Steps {
+		if err := identifiers(fmt.Sprintf("header.steps[%d]", i), "name", s.Name, "status", s.Status); err != nil {
+			return err
+		}
+	}
+	for i, rec := range r.Records {
+		if err := identifier(fmt.Sprintf("records[%d].id", i), rec.ID); err != nil {
+			return err
+		}
+		for j, ref := range rec.References {
+			if err := identifiers(fmt.Sprintf("records[%d].references[%d]", i, j), "scheme", ref.Scheme, "id", ref.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// identifiers checks the members of one object, given as name, value pairs.
+func identifiers(at string, pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if err := identifier(at+"."+pairs[i], pairs[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func identifier(field, s string) error {
+	i, r := terminal.FirstUnsafe(s)
+	switch {
+	case i < 0:
+		return nil
+	case r == utf8.RuneError:
+		return fmt.Errorf("%s: invalid UTF-8 at byte %d", field, i)
+	}
+	return fmt.Errorf("%s: %q holds the control or formatting character %U at byte %d", field, s, r, i)
 }
 
 // utc refuses a time with an offset: one spelling per instant keeps the

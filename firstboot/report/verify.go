@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -29,6 +28,9 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// err is the error behind a failure, when there was one, so that the
+	// error Verify returns can be matched with errors.Is (ErrTooDeep…).
+	err error
 }
 
 // Verification is what Verify found.
@@ -79,6 +81,11 @@ func (v *Verification) fail(name, format string, args ...any) {
 	v.Checks = append(v.Checks, Check{Name: name, Detail: fmt.Sprintf(format, args...)})
 }
 
+// failErr records a failed check whose detail is err.
+func (v *Verification) failErr(name string, err error) {
+	v.Checks = append(v.Checks, Check{Name: name, Detail: err.Error(), err: err})
+}
+
 // VerifyOptions says what the verifier trusts.
 type VerifyOptions struct {
 	// PublicKey, when set, is the key the signature must verify against; the
@@ -87,6 +94,15 @@ type VerifyOptions struct {
 	// Fingerprint, when set ("SHA256:<hex>", as the console prints it), pins
 	// the embedded key.
 	Fingerprint string
+	// MaxBytes is the largest document read; 0 means DefaultMaxBytes.
+	MaxBytes int64
+}
+
+func (o VerifyOptions) maxBytes() int64 {
+	if o.MaxBytes > 0 {
+		return o.MaxBytes
+	}
+	return DefaultMaxBytes
 }
 
 // ErrUntrustedKey is never returned; see Verification.Warnings. It is the text
@@ -110,6 +126,10 @@ func VerifyWith(data []byte, opts VerifyOptions) (*Verification, error) {
 		v.fail("trusted key", "supplied public key is %d bytes, want %d", len(opts.PublicKey), ed25519.PublicKeySize)
 		return v, v.err()
 	}
+	if limit := opts.maxBytes(); int64(len(data)) > limit {
+		v.failErr("size", &LimitError{Err: ErrTooLarge, Limit: limit})
+		return v, v.err()
+	}
 	v.verify(data, opts)
 	if v.KeySource == KeyEmbedded {
 		v.Warnings = append(v.Warnings, untrustedWarning)
@@ -123,23 +143,44 @@ func (v *Verification) err() error {
 	if len(failed) == 0 {
 		return nil
 	}
-	msg := fmt.Sprintf("report does not verify: %s: %s", failed[0].Name, failed[0].Detail)
+	more := ""
 	if len(failed) > 1 {
-		msg += fmt.Sprintf(" (and %d more failed checks)", len(failed)-1)
+		more = fmt.Sprintf(" (and %d more failed checks)", len(failed)-1)
 	}
-	return errors.New(msg)
+	if failed[0].err != nil {
+		return fmt.Errorf("report does not verify: %s: %w%s", failed[0].Name, failed[0].err, more)
+	}
+	return fmt.Errorf("report does not verify: %s: %s%s", failed[0].Name, failed[0].Detail, more)
 }
 
+// verify runs the checks in order: the shape of the document, its content,
+// the hash chain, then the signature. A failure that makes the later checks
+// meaningless stops there.
 func (v *Verification) verify(data []byte, opts VerifyOptions) {
+	top, r, ok := v.checkShape(data)
+	if !ok {
+		return
+	}
+	v.Report = r
+	v.checkContent(r)
+	if !v.checkChain(top, r) {
+		return
+	}
+	v.checkSignature(r, opts)
+}
+
+// checkShape parses data strictly and decodes it as a v1 report that is
+// exactly the encoding of what was decoded.
+func (v *Verification) checkShape(data []byte) (map[string]any, *Report, bool) {
 	doc, err := parseStrict(data)
 	if err != nil {
-		v.fail("json", "%v", err)
-		return
+		v.failErr("json", err)
+		return nil, nil, false
 	}
 	top, ok := doc.(map[string]any)
 	if !ok {
 		v.fail("json", "top-level value is not an object")
-		return
+		return nil, nil, false
 	}
 	v.pass("json", "well-formed UTF-8 JSON, no duplicated members")
 
@@ -149,14 +190,14 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 	sv, _ := hdr["schema_version"].(string)
 	if sv != SchemaVersion {
 		v.fail("schema version", "header.schema_version %q is not the known %q", sv, SchemaVersion)
-		return
+		return nil, nil, false
 	}
 	v.pass("schema version", "%s", sv)
 
 	var r Report
 	if err := decodeStrict(data, &r); err != nil {
-		v.fail("strict decoding", "%v", err)
-		return
+		v.failErr("strict decoding", err)
+		return nil, nil, false
 	}
 	// Decoding is case-insensitive about member names and lenient about
 	// alternative spellings of times; re-encoding and comparing canonical
@@ -164,35 +205,41 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 	again, err := json.Marshal(&r)
 	if err != nil {
 		v.fail("strict decoding", "re-encoding: %v", err)
-		return
+		return nil, nil, false
 	}
 	ga, _ := parseStrict(again)
 	c1, err1 := canonical(nil, doc)
 	c2, err2 := canonical(nil, ga)
 	if err1 != nil || err2 != nil || !bytes.Equal(c1, c2) {
-		v.fail("strict decoding", "document is not the canonical encoding of a v1 report (%s)", firstDifference(doc, ga, ""))
-		return
+		v.fail("strict decoding", "document is not the canonical encoding of a v1 report (%s)", firstDifference(doc, ga))
+		return nil, nil, false
 	}
 	v.pass("strict decoding", "no unknown or missing members, every value in its v1 type and form")
-	v.Report = &r
+	return top, &r, true
+}
 
-	if err := validate(&r); err != nil {
-		v.fail("content", "%v", err)
+// checkContent checks what the schema cannot say and the summary counts.
+func (v *Verification) checkContent(r *Report) {
+	if err := validate(r); err != nil {
+		v.failErr("content", err)
 	} else {
 		v.pass("content", "%d records, every result in the XCCDF vocabulary", len(r.Records))
 	}
-
 	if want := summarise(r.Records); !maps.Equal(want, r.Header.Summary) {
 		v.fail("summary", "header.summary %s does not match the records %s", fmtSummary(r.Header.Summary), fmtSummary(want))
 	} else {
 		v.pass("summary", "%s", fmtSummary(want))
 	}
+}
 
+// checkChain recomputes the header hash and every link of the record chain
+// from the generic document top; false means the header could not be hashed.
+func (v *Verification) checkChain(top map[string]any, r *Report) bool {
 	hh, err := hashGeneric(top["header"], "")
 	switch {
 	case err != nil:
-		v.fail("header hash", "%v", err)
-		return
+		v.failErr("header hash", err)
+		return false
 	case hh != r.Signature.HeaderSHA256:
 		v.fail("header hash", "computed %s, signature.header_sha256 says %s", hh, r.Signature.HeaderSHA256)
 	default:
@@ -202,35 +249,44 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 	recs, _ := top["records"].([]any)
 	prev := hh
 	for i, raw := range recs {
-		rec := r.Records[i]
-		name := fmt.Sprintf("record %d %s", i+1, rec.ID)
-		var bad []string
-		if rec.Seq != i+1 {
-			bad = append(bad, fmt.Sprintf("seq is %d, want %d", rec.Seq, i+1))
-		}
-		if rec.PrevHash != prev {
-			bad = append(bad, fmt.Sprintf("prev_hash %s does not link to %s", short(rec.PrevHash), short(prev)))
-		}
-		h, err := hashGeneric(raw, "hash")
-		if err != nil {
-			bad = append(bad, err.Error())
-		} else if h != rec.Hash {
-			bad = append(bad, fmt.Sprintf("content hashes to %s, record says %s", short(h), short(rec.Hash)))
-		}
-		if len(bad) > 0 {
-			v.fail(name, "%s", strings.Join(bad, "; "))
-		} else {
-			v.pass(name, "seq, hash %s and link ok", short(h))
-		}
-		prev = rec.Hash
+		v.checkRecord(i, raw, r.Records[i], prev)
+		prev = r.Records[i].Hash
 	}
-
 	if r.Signature.ChainHead != prev {
 		v.fail("chain head", "signature.chain_head %s is not the last link %s", short(r.Signature.ChainHead), short(prev))
 	} else {
 		v.pass("chain head", "%s after %d records", prev, len(recs))
 	}
+	return true
+}
 
+// checkRecord checks records[i]: its number, its link to prev and its hash
+// over raw, the record as the document holds it.
+func (v *Verification) checkRecord(i int, raw any, rec Record, prev string) {
+	name := fmt.Sprintf("record %d %s", i+1, rec.ID)
+	var bad []string
+	if rec.Seq != i+1 {
+		bad = append(bad, fmt.Sprintf("seq is %d, want %d", rec.Seq, i+1))
+	}
+	if rec.PrevHash != prev {
+		bad = append(bad, fmt.Sprintf("prev_hash %s does not link to %s", short(rec.PrevHash), short(prev)))
+	}
+	h, err := hashGeneric(raw, "hash")
+	if err != nil {
+		bad = append(bad, err.Error())
+	} else if h != rec.Hash {
+		bad = append(bad, fmt.Sprintf("content hashes to %s, record says %s", short(h), short(rec.Hash)))
+	}
+	if len(bad) > 0 {
+		v.fail(name, "%s", strings.Join(bad, "; "))
+	} else {
+		v.pass(name, "seq, hash %s and link ok", short(h))
+	}
+}
+
+// checkSignature checks the algorithm, the embedded key and its fingerprint,
+// the trusted key when one was supplied, and the signature itself.
+func (v *Verification) checkSignature(r *Report, opts VerifyOptions) {
 	if r.Signature.Algorithm != Algorithm {
 		v.fail("algorithm", "%q is not %q", r.Signature.Algorithm, Algorithm)
 		return
@@ -243,27 +299,12 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 		return
 	}
 	if fp := KeyFingerprint(embedded); fp != r.Signature.KeyFingerprint {
-		v.fail("key fingerprint", "signature.key_fingerprint %s is not the embedded key's %s", r.Signature.KeyFingerprint, fp)
+		v.fail("key fingerprint", "signature.key_fingerprint %q is not the embedded key's %s", r.Signature.KeyFingerprint, fp)
 	} else {
 		v.pass("key fingerprint", "%s matches the embedded key", fp)
 	}
 
-	key := ed25519.PublicKey(embedded)
-	switch {
-	case opts.PublicKey != nil:
-		if !bytes.Equal(opts.PublicKey, embedded) {
-			v.fail("trusted key", "report was signed by %s, not by the supplied key %s", KeyFingerprint(embedded), KeyFingerprint(opts.PublicKey))
-		} else {
-			v.pass("trusted key", "embedded key is the supplied key %s", KeyFingerprint(opts.PublicKey))
-		}
-		key = opts.PublicKey
-	case opts.Fingerprint != "":
-		if !strings.EqualFold(strings.TrimSpace(opts.Fingerprint), KeyFingerprint(embedded)) {
-			v.fail("trusted key", "report was signed by %s, not by the supplied fingerprint %s", KeyFingerprint(embedded), opts.Fingerprint)
-		} else {
-			v.pass("trusted key", "embedded key matches the supplied fingerprint")
-		}
-	}
+	key := v.checkTrustedKey(embedded, opts)
 	v.Fingerprint = KeyFingerprint(key)
 
 	sig, err := base64.StdEncoding.Strict().DecodeString(r.Signature.Value)
@@ -275,6 +316,27 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 	default:
 		v.pass("signature", "valid Ed25519 signature over header hash and chain head by %s key %s", v.KeySource, v.Fingerprint)
 	}
+}
+
+// checkTrustedKey compares the embedded key with the one the caller trusts,
+// if any, and returns the key the signature is to be checked against.
+func (v *Verification) checkTrustedKey(embedded ed25519.PublicKey, opts VerifyOptions) ed25519.PublicKey {
+	switch {
+	case opts.PublicKey != nil:
+		if !bytes.Equal(opts.PublicKey, embedded) {
+			v.fail("trusted key", "report was signed by %s, not by the supplied key %s", KeyFingerprint(embedded), KeyFingerprint(opts.PublicKey))
+		} else {
+			v.pass("trusted key", "embedded key is the supplied key %s", KeyFingerprint(opts.PublicKey))
+		}
+		return opts.PublicKey
+	case opts.Fingerprint != "":
+		if !strings.EqualFold(strings.TrimSpace(opts.Fingerprint), KeyFingerprint(embedded)) {
+			v.fail("trusted key", "report was signed by %s, not by the supplied fingerprint %q", KeyFingerprint(embedded), opts.Fingerprint)
+		} else {
+			v.pass("trusted key", "embedded key matches the supplied fingerprint")
+		}
+	}
+	return embedded
 }
 
 func short(h string) string {
@@ -301,36 +363,40 @@ func fmtSummary(m map[Outcome]int) string {
 }
 
 // firstDifference names the first member where two generic values differ,
-// so a strict-decoding failure says where to look.
-func firstDifference(a, b any, path string) string {
+// so a strict-decoding failure says where to look. Both come from
+// parseStrict, so their depth is bounded.
+func firstDifference(a, b any) string {
+	d := differ{}
+	return d.diff(a, b)
+}
+
+// differ keeps the path as a stack, formatted only for the one difference
+// it reports.
+type differ struct{ path []pathElem }
+
+func (d *differ) at(e pathElem) string {
+	return pathName(formatPath(append(d.path, e)))
+}
+
+func (d *differ) diff(a, b any) string {
 	switch at := a.(type) {
 	case map[string]any:
 		bt, ok := b.(map[string]any)
 		if !ok {
-			return pathName(path) + " has the wrong type"
+			return pathName(formatPath(d.path)) + " has the wrong type"
 		}
-		for k := range at {
-			if _, ok := bt[k]; !ok {
-				return fmt.Sprintf("unknown member %s", pathName(path+"."+k))
-			}
-		}
-		for k := range bt {
-			if _, ok := at[k]; !ok {
-				return fmt.Sprintf("missing member %s", pathName(path+"."+k))
-			}
-			if d := firstDifference(at[k], bt[k], path+"."+k); d != "" {
-				return d
-			}
-		}
-		return ""
+		return d.diffObject(at, bt)
 	case []any:
 		bt, ok := b.([]any)
 		if !ok || len(at) != len(bt) {
-			return pathName(path) + " has the wrong type or length"
+			return pathName(formatPath(d.path)) + " has the wrong type or length"
 		}
 		for i := range at {
-			if d := firstDifference(at[i], bt[i], fmt.Sprintf("%s[%d]", path, i)); d != "" {
-				return d
+			d.path = append(d.path, pathElem{index: i})
+			s := d.diff(at[i], bt[i])
+			d.path = d.path[:len(d.path)-1]
+			if s != "" {
+				return s
 			}
 		}
 		return ""
@@ -338,7 +404,27 @@ func firstDifference(a, b any, path string) string {
 	ca, _ := canonical(nil, a)
 	cb, _ := canonical(nil, b)
 	if !bytes.Equal(ca, cb) {
-		return fmt.Sprintf("%s is %s, which reads back as %s", pathName(path), ca, cb)
+		return fmt.Sprintf("%s is %s, which reads back as %s", pathName(formatPath(d.path)), ca, cb)
+	}
+	return ""
+}
+
+func (d *differ) diffObject(a, b map[string]any) string {
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return fmt.Sprintf("unknown member %s", d.at(pathElem{key: k, index: -1}))
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			return fmt.Sprintf("missing member %s", d.at(pathElem{key: k, index: -1}))
+		}
+		d.path = append(d.path, pathElem{key: k, index: -1})
+		s := d.diff(a[k], b[k])
+		d.path = d.path[:len(d.path)-1]
+		if s != "" {
+			return s
+		}
 	}
 	return ""
 }
