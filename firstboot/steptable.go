@@ -3,6 +3,7 @@ package firstboot
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
 	"time"
 
@@ -11,6 +12,13 @@ import (
 
 // AuditActor is the actor of first boot's audit entries.
 const AuditActor = "firstboot"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Schema is first boot's table (firstboot_steps) for store.WithSchemas.
+// Every Store used with the runner or Steps must be opened with it.
+var Schema = store.Schema{Domain: "firstboot", Migrations: migrations}
 
 // syncTable writes every step's row, so that the console sees the whole
 // list (pending ones included) from the first moment.
@@ -76,19 +84,12 @@ ON CONFLICT(name) DO UPDATE SET
     position = excluded.position, status = excluded.status, attempts = excluded.attempts,
     started_at = excluded.started_at, finished_at = excluded.finished_at,
     error = excluded.error, updated_at = excluded.updated_at`,
-		s.Name, pos, s.Status, s.Attempts, nullTime(s.StartedAt), nullTime(s.FinishedAt), note,
-		now.UTC().Format(time.RFC3339Nano))
+		s.Name, pos, s.Status, s.Attempts, store.FormatNullTime(s.StartedAt), store.FormatNullTime(s.FinishedAt), note,
+		store.FormatTime(now))
 	if err != nil {
 		return fmt.Errorf("recording step %s in firstboot_steps: %w", s.Name, err)
 	}
 	return nil
-}
-
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UTC().Format(time.RFC3339Nano)
 }
 
 // StepRow is one row of firstboot_steps.
@@ -116,11 +117,11 @@ func Steps(ctx context.Context, db *sql.DB) ([]StepRow, error) {
 		if err := rows.Scan(&s.Name, &s.Position, &s.Status, &s.Attempts, &started, &finished, &s.Error); err != nil {
 			return nil, fmt.Errorf("reading firstboot_steps: %w", err)
 		}
-		if started.Valid {
-			s.StartedAt, _ = time.Parse(time.RFC3339Nano, started.String)
+		if s.StartedAt, err = store.ParseNullTime("firstboot_steps", "started_at", started); err != nil {
+			return nil, fmt.Errorf("reading step %q: %w", s.Name, err)
 		}
-		if finished.Valid {
-			s.FinishedAt, _ = time.Parse(time.RFC3339Nano, finished.String)
+		if s.FinishedAt, err = store.ParseNullTime("firstboot_steps", "finished_at", finished); err != nil {
+			return nil, fmt.Errorf("reading step %q: %w", s.Name, err)
 		}
 		out = append(out, s)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/store"
@@ -40,13 +39,15 @@ func save(ctx context.Context, st *store.Store, res *Result, baseline bool, drif
 	if err != nil {
 		return 0, fmt.Errorf("encoding probe result: %w", err)
 	}
-	at := res.Time.UTC().Format(time.RFC3339Nano)
+	at := store.FormatTime(res.Time)
 	var id int64
 	err = st.Write(ctx, func(tx *sql.Tx) error {
 		r, err := tx.ExecContext(ctx, "INSERT INTO probe(at, baseline, schema_version, result) VALUES (?,?,?,?)",
 			at, baseline, res.SchemaVersion, string(b))
 		if err != nil {
-			if baseline && strings.Contains(err.Error(), "UNIQUE") {
+			// Only the one-baseline index is UNIQUE on probe, so a
+			// UNIQUE violation here is the second baseline.
+			if baseline && store.IsUnique(err) {
 				return ErrBaselineExists
 			}
 			return err
@@ -111,8 +112,8 @@ func queryOne(ctx context.Context, st *store.Store, q string) (*Stored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading stored probe: %w", err)
 	}
-	if s.At, err = time.Parse(time.RFC3339Nano, at); err != nil {
-		return nil, fmt.Errorf("reading stored probe %d: time %q: %w", s.ID, at, err)
+	if s.At, err = store.ParseTime("probe", "at", at); err != nil {
+		return nil, fmt.Errorf("reading stored probe %d: %w", s.ID, err)
 	}
 	s.Result = &Result{}
 	if err := json.Unmarshal([]byte(js), s.Result); err != nil {
@@ -147,7 +148,9 @@ func DriftEvents(ctx context.Context, st *store.Store, limit int) ([]StoredDrift
 		if err := rows.Scan(&d.ID, &at, &d.ProbeID, &d.BaselineID, &d.Kind, &d.Subject, &d.Before, &d.After, &d.Message); err != nil {
 			return nil, fmt.Errorf("reading drift events: %w", err)
 		}
-		d.At, _ = time.Parse(time.RFC3339Nano, at)
+		if d.At, err = store.ParseTime("probe_drift", "at", at); err != nil {
+			return nil, fmt.Errorf("reading drift event %d: %w", d.ID, err)
+		}
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {

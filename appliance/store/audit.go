@@ -3,9 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,55 +36,122 @@ var ErrAuditChain = errors.New("audit chain broken")
 
 var zeroHash = strings.Repeat("0", 64)
 
-// auditHash is SHA-256 over the JSON array
-// [seq, at, actor, action, target, detail, prev_hash]; JSON gives every field
-// an unambiguous boundary, so no two different rows hash the same input.
-func auditHash(seq int64, at, actor, action, target, detail, prev string) string {
-	b, _ := json.Marshal([]any{seq, at, actor, action, target, json.RawMessage(detail), prev})
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
 // Audit appends e to the audit log in its own durable transaction.
 func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	return s.Write(ctx, func(tx *sql.Tx) error { return s.AuditTx(ctx, tx, e) })
 }
 
 // AuditTx appends e inside tx, so that an action and its audit record commit
-// or roll back together.
+// or roll back together. tx must come from Write.
+//
+// The first append in a transaction compares the chain it extends with the
+// anchor. When the chain lost records the anchor names (truncated), is empty
+// although the anchor says there was one (restarted), or the anchor file is
+// unreadable, AuditTx first appends an "audit.chain.resumed" record whose
+// detail holds the anchor and the head it found, so the new part of the chain
+// documents the discontinuity, hash-chained like every other record, instead
+// of silently starting over.
 func (s *Store) AuditTx(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
 	if e.Actor == "" || e.Action == "" {
 		return fmt.Errorf("audit entry: actor and action are required (actor %q, action %q)", e.Actor, e.Action)
 	}
-	detail := []byte("{}")
-	if e.Detail != nil {
-		var err error
-		if detail, err = json.Marshal(e.Detail); err != nil {
-			return fmt.Errorf("audit entry %s: encoding detail: %w", e.Action, err)
-		}
-		// Marshal passes json.RawMessage through as is; compact it so
-		// that what is hashed does not depend on the caller's spacing.
-		detail, err = compactJSON(detail)
-		if err != nil {
-			return fmt.Errorf("audit entry %s: detail: %w", e.Action, err)
-		}
+	ts := s.txState(tx)
+	if ts == nil {
+		return fmt.Errorf("audit entry %s: the transaction was not started by Store.Write", e.Action)
 	}
-	var seq int64
-	prev := zeroHash
-	err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("audit entry %s: reading chain head: %w", e.Action, err)
+	detail, err := encodeDetail(e.Detail)
+	if err != nil {
+		return fmt.Errorf("audit entry %s: %w", e.Action, err)
 	}
-	seq++
-	at := s.now().UTC().Format(time.RFC3339Nano)
-	h := auditHash(seq, at, e.Actor, e.Action, e.Target, string(detail), prev)
-	_, err = tx.ExecContext(ctx,
-		"INSERT INTO audit(seq, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
-		seq, at, e.Actor, e.Action, e.Target, string(detail), prev, h)
+	head, err := chainHead(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("audit entry %s: %w", e.Action, err)
+	}
+	if !ts.checked {
+		if head, err = s.resumeIfDiscontinuous(ctx, tx, head); err != nil {
+			return fmt.Errorf("audit entry %s: %w", e.Action, err)
+		}
+		ts.checked = true
+	}
+	ts.head, err = s.appendRecord(ctx, tx, head, e.Actor, e.Action, e.Target, detail)
 	if err != nil {
 		return fmt.Errorf("audit entry %s: %w", e.Action, err)
 	}
 	return nil
+}
+
+// encodeDetail is the compact JSON of a detail value; nil is {}.
+func encodeDetail(v any) (string, error) {
+	if v == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encoding detail: %w", err)
+	}
+	// Marshal passes json.RawMessage through as is; compact it so that
+	// what is hashed does not depend on the caller's spacing.
+	if b, err = compactJSON(b); err != nil {
+		return "", fmt.Errorf("detail: %w", err)
+	}
+	return string(b), nil
+}
+
+// chainHead is the newest record's seq and hash; seq 0 and the zero hash
+// for an empty log.
+func chainHead(ctx context.Context, tx *sql.Tx) (anchor, error) {
+	head := anchor{Hash: zeroHash}
+	err := tx.QueryRowContext(ctx, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").Scan(&head.Seq, &head.Hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return head, fmt.Errorf("reading chain head: %w", err)
+	}
+	return head, nil
+}
+
+func (s *Store) appendRecord(ctx context.Context, tx *sql.Tx, head anchor, actor, action, target, detail string) (anchor, error) {
+	seq := head.Seq + 1
+	at := FormatTime(s.now())
+	h := auditHash(seq, at, actor, action, target, detail, head.Hash)
+	_, err := tx.ExecContext(ctx,
+		"INSERT INTO audit(seq, at, actor, action, target, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
+		seq, at, actor, action, target, detail, head.Hash, h)
+	if err != nil {
+		return head, err
+	}
+	return anchor{Seq: seq, Hash: h}, nil
+}
+
+// ResumeAction is the action of the record the store appends before the
+// first record that extends a chain which does not match its anchor.
+const ResumeAction = "audit.chain.resumed"
+
+// resumeIfDiscontinuous compares the anchor with the chain inside tx (the
+// write lock is held, so no other commit can move the head meanwhile) and,
+// on a mismatch, appends the ResumeAction record; it returns the new head.
+func (s *Store) resumeIfDiscontinuous(ctx context.Context, tx *sql.Tx, head anchor) (anchor, error) {
+	a, aErr := readAnchor(s.anchorPath())
+	if anchorMissing(aErr) {
+		return head, nil
+	}
+	var atAnchor string
+	if aErr == nil && a.Seq <= head.Seq {
+		if err := tx.QueryRowContext(ctx, "SELECT hash FROM audit WHERE seq = ?", a.Seq).Scan(&atAnchor); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return head, fmt.Errorf("reading record %d to compare with the anchor: %w", a.Seq, err)
+		}
+	}
+	state, problem := judgeAnchor(a, aErr, head.Seq, atAnchor)
+	if state == ChainIntact {
+		return head, nil
+	}
+	d := map[string]any{"state": state, "problem": problem, "head_seq": head.Seq, "head_hash": head.Hash}
+	if aErr == nil {
+		d["anchor_seq"], d["anchor_hash"] = a.Seq, a.Hash
+	}
+	detail, err := encodeDetail(d)
+	if err != nil {
+		return head, err
+	}
+	return s.appendRecord(ctx, tx, head, "store", ResumeAction, "", detail)
 }
 
 func compactJSON(b []byte) ([]byte, error) {
@@ -115,42 +180,11 @@ func (s *Store) AuditLog(ctx context.Context, after int64, limit int) ([]AuditRe
 		if err := rows.Scan(&r.Seq, &at, &r.Actor, &r.Action, &r.Target, &detail, &r.PrevHash, &r.Hash); err != nil {
 			return nil, fmt.Errorf("reading audit log: %w", err)
 		}
-		if r.At, err = time.Parse(time.RFC3339Nano, at); err != nil {
-			return nil, fmt.Errorf("audit record %d: bad time %q: %w", r.Seq, at, err)
+		if r.At, err = ParseTime("audit", "at", at); err != nil {
+			return nil, fmt.Errorf("reading audit record %d: %w", r.Seq, err)
 		}
 		r.Detail = json.RawMessage(detail)
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-// VerifyAudit walks the whole chain and returns the number of records checked,
-// or an ErrAuditChain naming the first record that does not match.
-func (s *Store) VerifyAudit(ctx context.Context) (int64, error) {
-	rows, err := s.reader.QueryContext(ctx,
-		"SELECT seq, at, actor, action, target, detail, prev_hash, hash FROM audit ORDER BY seq")
-	if err != nil {
-		return 0, fmt.Errorf("verifying audit log: %w", err)
-	}
-	defer rows.Close()
-	var n int64
-	prev := zeroHash
-	for rows.Next() {
-		var seq int64
-		var at, actor, action, target, detail, prevHash, hash string
-		if err := rows.Scan(&seq, &at, &actor, &action, &target, &detail, &prevHash, &hash); err != nil {
-			return n, fmt.Errorf("verifying audit log: %w", err)
-		}
-		switch {
-		case seq != n+1:
-			return n, fmt.Errorf("%w: record %d follows record %d (a record was removed)", ErrAuditChain, seq, n)
-		case prevHash != prev:
-			return n, fmt.Errorf("%w: record %d: prev_hash does not match record %d's hash", ErrAuditChain, seq, n)
-		case auditHash(seq, at, actor, action, target, detail, prevHash) != hash:
-			return n, fmt.Errorf("%w: record %d: content does not match its hash (the record was edited)", ErrAuditChain, seq)
-		}
-		prev = hash
-		n++
-	}
-	return n, rows.Err()
 }

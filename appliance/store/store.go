@@ -1,5 +1,7 @@
-// Package store owns omertad's SQLite database: opening it safely, migrating
-// it, and the hash-chained audit log.
+// Package store owns omertad's SQLite database: opening it safely (an
+// integrity check that leaves a corrupt file as found), migrating the tables
+// that each domain registers with a Schema, and the hash-chained audit log,
+// whose head is anchored in a file beside the database (state.db.audit-head).
 //
 // There is one writer connection (SQLite allows one writer at a time; a pool
 // of writers only trades "database is locked" for waiting) and a pool of
@@ -14,7 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
@@ -34,6 +36,17 @@ type Store struct {
 	writer *sql.DB
 	reader *sql.DB
 	now    func() time.Time
+
+	// txs holds what AuditTx learned inside each open Write transaction,
+	// so that Write can record the chain head once the commit is durable.
+	mu  sync.Mutex
+	txs map[*sql.Tx]*txState
+
+	// anchored is the highest seq this Store wrote to the anchor file:
+	// two goroutines' anchor writes may finish out of order, and the
+	// anchor must not step back because of it.
+	anchorMu sync.Mutex
+	anchored int64
 }
 
 // Option configures Open.
@@ -42,6 +55,7 @@ type Option func(*options)
 type options struct {
 	readers int
 	now     func() time.Time
+	schemas []Schema
 }
 
 // WithReaders sets the size of the read-only pool (default 4).
@@ -50,21 +64,40 @@ func WithReaders(n int) Option { return func(o *options) { o.readers = n } }
 // WithClock replaces time.Now for audit timestamps.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// WithSchemas adds the tables of other domains (probe.Schema,
+// firstboot.Schema, ...), migrated after the store's own audit schema, in the
+// order given. A domain's tables exist only in a Store opened with its
+// Schema, so every process that uses them must pass it.
+func WithSchemas(schemas ...Schema) Option {
+	return func(o *options) { o.schemas = append(o.schemas, schemas...) }
+}
+
 // Open opens (creating if needed) the database at path, checks its integrity
 // and applies pending migrations. The directory must exist. On error nothing
 // is left open, and a file that Open itself created is removed.
+//
+// The integrity check runs on a read-only connection before any read-write
+// one (see checkBeforeOpen), so a database refused as corrupt is left byte
+// for byte as it was found, -wal and -shm included.
 func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error) {
 	o := options{readers: 4, now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
+	plan, err := planSchemas(o.schemas)
+	if err != nil {
+		return nil, fmt.Errorf("opening state database %s: %w", path, err)
+	}
 	if _, statErr := os.Stat(filepath.Dir(path)); statErr != nil {
 		return nil, fmt.Errorf("opening state database %s: %w", path, statErr)
 	}
-	_, statErr := os.Stat(path)
+	_, statErr := os.Lstat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
+	if err := checkBeforeOpen(ctx, path); err != nil {
+		return nil, err
+	}
 
-	s := &Store{path: path, now: o.now}
+	s := &Store{path: path, now: o.now, txs: map[*sql.Tx]*txState{}}
 	defer func() {
 		if err == nil {
 			return
@@ -76,11 +109,23 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 			}
 		}
 	}()
+	if err := s.openWriter(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.migrate(ctx, plan); err != nil {
+		return nil, err
+	}
+	if err := s.openReader(ctx, o.readers); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
 
+func (s *Store) openWriter(ctx context.Context) (err error) {
 	// synchronous=FULL on the writer: every commit reaches the disk before it
 	// is acknowledged. The appliance writes little, and the audit log and the
 	// report index must survive a power cut.
-	s.writer, err = sql.Open("sqlite3", dsn(path, url.Values{
+	s.writer, err = sql.Open("sqlite3", dsn(s.path, url.Values{
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"FULL"},
 		"_busy_timeout": {"5000"},
@@ -88,33 +133,30 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 		"_foreign_keys": {"on"},
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("opening state database %s: %w", path, err)
+		return fmt.Errorf("opening state database %s: %w", s.path, err)
 	}
 	s.writer.SetMaxOpenConns(1)
 	s.writer.SetConnMaxIdleTime(0)
 	if err := s.writer.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("opening state database %s: %w", path, classify(err))
+		return fmt.Errorf("opening state database %s: %w", s.path, classify(err))
 	}
-	if err := s.checkIntegrity(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.migrate(ctx); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	s.reader, err = sql.Open("sqlite3", dsn(path, url.Values{
+func (s *Store) openReader(ctx context.Context, readers int) (err error) {
+	s.reader, err = sql.Open("sqlite3", dsn(s.path, url.Values{
 		"mode":          {"ro"},
 		"_busy_timeout": {"5000"},
 		"_foreign_keys": {"on"},
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("opening state database %s for reading: %w", path, err)
+		return fmt.Errorf("opening state database %s for reading: %w", s.path, err)
 	}
-	s.reader.SetMaxOpenConns(o.readers)
+	s.reader.SetMaxOpenConns(readers)
 	if err := s.reader.PingContext(ctx); err != nil {
-		return nil, fmt.Errorf("opening state database %s for reading: %w", path, classify(err))
+		return fmt.Errorf("opening state database %s for reading: %w", s.path, classify(err))
 	}
-	return s, nil
+	return nil
 }
 
 func dsn(path string, q url.Values) string {
@@ -130,32 +172,11 @@ func classify(err error) error {
 	return err
 }
 
-func (s *Store) checkIntegrity(ctx context.Context) error {
-	rows, err := s.writer.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return fmt.Errorf("checking integrity of %s: %w", s.path, classify(err))
-	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			return fmt.Errorf("checking integrity of %s: %w", s.path, classify(err))
-		}
-		if line != "ok" {
-			problems = append(problems, line)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("checking integrity of %s: %w", s.path, classify(err))
-	}
-	if len(problems) > 0 {
-		if len(problems) > 3 {
-			problems = append(problems[:3], fmt.Sprintf("and %d more", len(problems)-3))
-		}
-		return fmt.Errorf("checking integrity of %s: %w: %s", s.path, ErrCorrupt, strings.Join(problems, "; "))
-	}
-	return nil
+// IsUnique reports whether err is SQLite refusing a row that would break a
+// UNIQUE constraint or index, matched by its extended result code.
+func IsUnique(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
 }
 
 // Path returns the database file's path.
@@ -167,11 +188,24 @@ func (s *Store) Read() *sql.DB { return s.reader }
 // Write runs fn in a transaction on the single writer connection and commits
 // it when fn returns nil. BEGIN IMMEDIATE takes the write lock up front, so a
 // transaction never fails half-way with "database is locked".
+//
+// When fn appended to the audit log, Write records the new chain head in the
+// anchor file after the commit. An error wrapping ErrAnchor means the
+// transaction did commit but the anchor could not be written.
 func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning write transaction: %w", err)
 	}
+	ts := &txState{}
+	s.mu.Lock()
+	s.txs[tx] = ts
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.txs, tx)
+		s.mu.Unlock()
+	}()
 	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
@@ -179,7 +213,22 @@ func (s *Store) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	if ts.head.Seq > 0 {
+		return s.advanceAnchor(ts.head)
+	}
 	return nil
+}
+
+// txState is what AuditTx records about one Write transaction.
+type txState struct {
+	head    anchor // chain head after this transaction's appends
+	checked bool   // the anchor was compared with the chain it extends
+}
+
+func (s *Store) txState(tx *sql.Tx) *txState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.txs[tx]
 }
 
 // Ping proves that both pools answer a query; the daemon's watchdog uses it.

@@ -27,9 +27,9 @@ func openTemp(t *testing.T, opts ...Option) (*Store, string) {
 	return s, path
 }
 
-func latestVersion(t *testing.T) int {
+func latestAudit(t *testing.T) int {
 	t.Helper()
-	ms, err := loadMigrations(migrationFS)
+	ms, err := loadMigrations(auditMigrations)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +42,12 @@ func TestOpenMigratesFromEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := latestVersion(t); v != want {
-		t.Errorf("user_version = %d, want %d", v, want)
+	if v != layoutVersion {
+		t.Errorf("user_version = %d, want %d", v, layoutVersion)
+	}
+	dv, err := s.DomainVersions(context.Background())
+	if err != nil || len(dv) != 1 || dv["audit"] != latestAudit(t) {
+		t.Errorf("DomainVersions = %v, %v; want only audit at %d", dv, err, latestAudit(t))
 	}
 	var mode string
 	if err := s.Read().QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
@@ -70,7 +74,7 @@ func TestReopenIsNoOp(t *testing.T) {
 		v, _ := s2.SchemaVersion(ctx)
 		recs, err := s2.AuditLog(ctx, 0, 10)
 		s2.Close()
-		if err != nil || len(recs) != 1 || v != latestVersion(t) {
+		if err != nil || len(recs) != 1 || v != layoutVersion {
 			t.Fatalf("reopen %d: version %d, %d records, %v", i, v, len(recs), err)
 		}
 	}
@@ -102,14 +106,24 @@ func TestLoadMigrationsRejectsGaps(t *testing.T) {
 
 func TestOpenRejectsNewerSchema(t *testing.T) {
 	ctx := context.Background()
-	s, path := openTemp(t)
-	if _, err := s.writer.Exec(fmt.Sprintf("PRAGMA user_version = %d", latestVersion(t)+5)); err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, sql, want string
+	}{
+		{"layout", fmt.Sprintf("PRAGMA user_version = %d", layoutVersion+1), "layout version 5"},
+		{"domain", "UPDATE schema_version SET version = 7 WHERE domain = 'audit'", "domain audit is at schema version 7"},
 	}
-	s.Close()
-	_, err := Open(ctx, path)
-	if !errors.Is(err, ErrTooNew) {
-		t.Fatalf("Open = %v, want ErrTooNew", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, path := openTemp(t)
+			if _, err := s.writer.Exec(tt.sql); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			_, err := Open(ctx, path)
+			if !errors.Is(err, ErrTooNew) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Open = %v, want ErrTooNew saying %q", err, tt.want)
+			}
+		})
 	}
 }
 
@@ -156,7 +170,7 @@ func TestOpenCorrupt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "state.db")
 			tt.damage(t, path)
-			before, _ := os.ReadFile(path)
+			before := fileHashes(t, path)
 			_, err := Open(ctx, path)
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open = %v, want ErrCorrupt", err)
@@ -164,10 +178,13 @@ func TestOpenCorrupt(t *testing.T) {
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)
 			}
-			// A corrupt file is evidence: Open must not delete or rewrite it.
-			after, _ := os.ReadFile(path)
-			if string(before) != string(after) {
-				t.Error("Open modified the corrupt file")
+			// A corrupt file is evidence: Open must not delete, rewrite
+			// or add to it (no -wal or -shm left behind either).
+			after := fileHashes(t, path)
+			for suffix, h := range before {
+				if after[suffix] != h {
+					t.Errorf("state.db%s changed by the refused open: %s -> %s", suffix, h, after[suffix])
+				}
 			}
 		})
 	}
@@ -223,6 +240,12 @@ func TestConcurrentWriters(t *testing.T) {
 	n, err := s.VerifyAudit(ctx)
 	if err != nil || n != workers*each {
 		t.Fatalf("VerifyAudit = %d, %v; want %d, nil", n, err, workers*each)
+	}
+	// Two Stores race their anchor writes: the anchor may lag, never
+	// lead, and never triggers a resume record (n above would count it).
+	st, err := s.VerifyAuditChain(ctx)
+	if err != nil || st.State != ChainIntact || st.AnchorSeq > st.HeadSeq || st.AnchorSeq == 0 {
+		t.Fatalf("VerifyAuditChain = %+v, %v", st, err)
 	}
 }
 
@@ -345,12 +368,18 @@ func TestKillDuringWrites(t *testing.T) {
 			t.Fatalf("round %d: reopen after SIGKILL: %v", round, err)
 		}
 		n, err := s.VerifyAudit(ctx)
+		st, cerr := s.VerifyAuditChain(ctx)
 		s.Close()
 		if err != nil {
 			t.Fatalf("round %d: chain after SIGKILL: %v", round, err)
 		}
 		if n == 0 {
 			t.Fatalf("round %d: child committed nothing", round)
+		}
+		// SIGKILL between a commit and its anchor write leaves the
+		// anchor one behind, which is intact, not truncated.
+		if cerr != nil || st.State != ChainIntact || st.HeadSeq-st.AnchorSeq > 1 {
+			t.Fatalf("round %d: VerifyAuditChain after SIGKILL = %+v, %v", round, st, cerr)
 		}
 	}
 }

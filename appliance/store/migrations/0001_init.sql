@@ -1,4 +1,4 @@
--- 0001: the append-only, hash-chained audit log.
+-- audit 0001: the append-only, hash-chained audit log.
 -- Every mutating action of every later feature appends a row here.
 CREATE TABLE audit (
     seq       INTEGER PRIMARY KEY,           -- 1, 2, 3 ... no gaps
