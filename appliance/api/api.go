@@ -4,6 +4,10 @@
 // and the CLI. Every request carries the peer's uid and gid, read from the
 // socket with SO_PEERCRED, so that handlers can authorise the caller rather
 // than trust whatever the console says about it.
+//
+// The routes live here, one file per domain, built from explicit handles
+// (Deps); the bodies they answer with are in appliance/apitype, which the
+// client (appliance/apiclient) shares. Domain packages know nothing of HTTP.
 package api
 
 import (
@@ -11,61 +15,140 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/store"
-	"github.com/omertaos/omertaos/appliance/version"
 )
 
-// Options are the handles the API serves from.
-type Options struct {
+// Deps are the handles the API serves from. Store is required; a nil domain
+// handle means that domain's routes are not served.
+type Deps struct {
 	Store  *store.Store
 	Logger *slog.Logger
+	// AuditChain is the audit chain as verified when omertad started; nil
+	// when it was not verified (GET /api/v1/audit/status then answers 503).
+	AuditChain *apitype.AuditStatus
+	// Probe answers /api/v1/probe and /api/v1/probe/drift.
+	Probe ProbeQueries
+	// Limits bound what one client can make the API hold; zero fields take
+	// the defaults of DefaultLimits.
+	Limits Limits
+}
+
+// Limits bound the resources a client of the API can tie up.
+type Limits struct {
+	// Body is the largest request body read into memory, for every route:
+	// fasthttp reads a body before routing, so one route's larger limit
+	// would be every route's. A later route that takes large bodies
+	// (uploads) must stream them to disk under its own cap instead.
+	Body int
+	// Header is the largest request line plus headers.
+	Header int
+	// Conns is the most connections served at once. Connections beyond it
+	// wait in the socket's backlog, unread, until one closes.
+	Conns int
+	// Read bounds the time to receive one whole request (headers and body),
+	// so that a slow client cannot hold a connection slot for long.
+	Read time.Duration
+	// Write bounds the time to send one response.
+	Write time.Duration
+	// Idle bounds how long a keep-alive connection waits for its next
+	// request.
+	Idle time.Duration
+}
+
+// DefaultLimits fit a GET-only API whose callers are the CLI and the
+// console: small requests, a few dozen connections at most.
+var DefaultLimits = Limits{
+	Body:   64 << 10,
+	Header: 8 << 10,
+	Conns:  64,
+	Read:   10 * time.Second,
+	Write:  30 * time.Second,
+	Idle:   time.Minute,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	if l.Body > 0 {
+		d.Body = l.Body
+	}
+	if l.Header > 0 {
+		d.Header = l.Header
+	}
+	if l.Conns > 0 {
+		d.Conns = l.Conns
+	}
+	if l.Read > 0 {
+		d.Read = l.Read
+	}
+	if l.Write > 0 {
+		d.Write = l.Write
+	}
+	if l.Idle > 0 {
+		d.Idle = l.Idle
+	}
+	return d
 }
 
 // Server is the API's HTTP application.
 type Server struct {
-	app *fiber.App
-	v1  fiber.Router
-	st  *store.Store
-	log *slog.Logger
+	app    *fiber.App
+	deps   Deps
+	limits Limits
+	log    *slog.Logger
 }
 
-// New builds the API. Other domains add their routes through V1 before Serve.
-func New(opts Options) *Server {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+// New builds the API and mounts every domain's routes that has a handle in d.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
 	}
-	s := &Server{st: opts.Store, log: opts.Logger}
+	s := &Server{deps: d, limits: d.Limits.withDefaults(), log: d.Logger}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "omertad",
 		DisableStartupMessage: true,
 		// Values taken from a request must outlive the handler in places
 		// (logs, audit details); immutable strings make that safe.
-		Immutable:    true,
-		ReadTimeout:  30 * time.Second,
-		WriteTimeout: 30 * time.Second,
-		IdleTimeout:  2 * time.Minute,
-		BodyLimit:    4 << 20,
-		ErrorHandler: s.errorHandler,
+		Immutable: true,
+		// One spelling per route: /API/V1/AUDIT and /api/v1/audit/ are not
+		// /api/v1/audit, so that authorisation written against a path
+		// cannot be walked around by another spelling of it.
+		StrictRouting:  true,
+		CaseSensitive:  true,
+		BodyLimit:      s.limits.Body,
+		ReadBufferSize: s.limits.Header,
+		// The listener caps connections (see Serve). fasthttp's own cap
+		// is set above it only because a worker returns to its pool just
+		// after closing its connection, which frees a listener slot: at an
+		// equal cap the next connection would meet a 503 in that gap.
+		Concurrency:                  2 * s.limits.Conns,
+		ReadTimeout:                  s.limits.Read,
+		WriteTimeout:                 s.limits.Write,
+		IdleTimeout:                  s.limits.Idle,
+		DisablePreParseMultipartForm: true,
+		ErrorHandler:                 s.errorHandler,
 	})
 	s.app.Use(s.peerCredentials)
 	s.app.Get("/healthz", s.healthz)
-	s.v1 = s.app.Group("/api/v1")
-	s.v1.Get("/version", s.version)
-	s.v1.Get("/audit", s.audit)
-	s.v1.Get("/whoami", s.whoami)
+	v1 := s.app.Group("/api/v1")
+	v1.Get("/version", s.version)
+	v1.Get("/whoami", s.whoami)
+	s.auditRoutes(v1)
+	if d.Probe != nil {
+		s.probeRoutes(v1)
+	}
 	return s
 }
 
-// V1 is the /api/v1 router, for other domains' routes.
-func (s *Server) V1() fiber.Router { return s.v1 }
-
-// Serve serves on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.app.Listener(ln) }
+// Serve serves on ln until Shutdown, at most Limits.Conns connections at a
+// time.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.app.Listener(newLimitListener(ln, s.limits.Conns))
+}
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
 // then closes what is left.
@@ -77,11 +160,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return s.app.ShutdownWithTimeout(time.Until(deadline))
 }
 
-// Error is the body of every non-2xx answer.
-type Error struct {
-	Error string `json:"error"`
-}
-
 func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	code := fiber.StatusInternalServerError
 	var fe *fiber.Error
@@ -91,68 +169,5 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	if code >= 500 {
 		s.log.Error("request failed", "method", c.Method(), "path", c.Path(), "err", err)
 	}
-	return c.Status(code).JSON(Error{Error: err.Error()})
-}
-
-// Health is the body of /healthz.
-type Health struct {
-	Status string `json:"status"`
-	Store  string `json:"store"`
-}
-
-func (s *Server) healthz(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
-	defer cancel()
-	if err := s.st.Ping(ctx); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(Health{Status: "unhealthy", Store: err.Error()})
-	}
-	return c.JSON(Health{Status: "ok", Store: "ok"})
-}
-
-func (s *Server) version(c *fiber.Ctx) error {
-	return c.JSON(version.Get())
-}
-
-// whoami tells a caller what omertad sees of it; the CLI and console use it
-// to explain a refusal.
-func (s *Server) whoami(c *fiber.Ctx) error {
-	p, ok := PeerFrom(c)
-	if !ok {
-		return fiber.NewError(fiber.StatusForbidden, "no peer credentials: the API is served on a unix socket only")
-	}
-	return c.JSON(p)
-}
-
-func (s *Server) audit(c *fiber.Ctx) error {
-	after, err := queryInt(c, "after", 0)
-	if err != nil {
-		return err
-	}
-	limit, err := queryInt(c, "limit", 100)
-	if err != nil {
-		return err
-	}
-	if limit < 1 || limit > 1000 {
-		return fiber.NewError(fiber.StatusBadRequest, "query parameter limit: must be between 1 and 1000")
-	}
-	recs, err := s.st.AuditLog(c.UserContext(), int64(after), limit)
-	if err != nil {
-		return err
-	}
-	if recs == nil {
-		recs = []store.AuditRecord{}
-	}
-	return c.JSON(recs)
-}
-
-func queryInt(c *fiber.Ctx, name string, def int) (int, error) {
-	v := c.Query(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, fiber.NewError(fiber.StatusBadRequest, "query parameter "+name+": "+strconv.Quote(v)+" is not a non-negative integer")
-	}
-	return n, nil
+	return c.Status(code).JSON(apitype.Error{Error: err.Error()})
 }

@@ -7,34 +7,38 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"golang.org/x/sys/unix"
-)
 
-// Peer is the process at the other end of the socket, as the kernel says.
-type Peer struct {
-	PID uint32 `json:"pid"`
-	UID uint32 `json:"uid"`
-	GID uint32 `json:"gid"`
-}
+	"github.com/omertaos/omertaos/appliance/apitype"
+)
 
 const peerKey = "omerta.peer"
 
 // PeerFrom returns the caller's credentials; ok is false only for requests
 // that did not come through a unix socket (tests calling the app directly).
-func PeerFrom(c *fiber.Ctx) (Peer, bool) {
-	p, ok := c.Locals(peerKey).(Peer)
+func PeerFrom(c *fiber.Ctx) (apitype.Peer, bool) {
+	p, ok := c.Locals(peerKey).(apitype.Peer)
 	return p, ok
 }
 
-// peerCredentials reads SO_PEERCRED for every request. A unix connection
-// whose credentials cannot be read is refused: authorisation later depends on
-// them.
+// peerCredentials hands each request the credentials its connection was
+// accepted with. A unix connection whose credentials could not be read is
+// refused: authorisation later depends on them.
 func (s *Server) peerCredentials(c *fiber.Ctx) error {
-	conn := c.Context().Conn()
-	uc, ok := conn.(*net.UnixConn)
-	if !ok {
+	var (
+		p   apitype.Peer
+		err error
+	)
+	switch conn := c.Context().Conn().(type) {
+	case *limitedConn:
+		if !conn.unix {
+			return c.Next()
+		}
+		p, err = conn.peer, conn.peerErr
+	case *net.UnixConn:
+		p, err = peerOf(conn)
+	default:
 		return c.Next()
 	}
-	p, err := peerOf(uc)
 	if err != nil {
 		return fiber.NewError(fiber.StatusForbidden, "reading peer credentials: "+err.Error())
 	}
@@ -42,23 +46,35 @@ func (s *Server) peerCredentials(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-func peerOf(uc *net.UnixConn) (Peer, error) {
+// whoami tells a caller what omertad sees of it; the CLI and console use it
+// to explain a refusal.
+func (s *Server) whoami(c *fiber.Ctx) error {
+	p, ok := PeerFrom(c)
+	if !ok {
+		return fiber.NewError(fiber.StatusForbidden, "no peer credentials: the API is served on a unix socket only")
+	}
+	return c.JSON(p)
+}
+
+// peerOf reads SO_PEERCRED: the process that connected, fixed by the kernel
+// at connect time.
+func peerOf(uc *net.UnixConn) (apitype.Peer, error) {
 	raw, err := uc.SyscallConn()
 	if err != nil {
-		return Peer{}, err
+		return apitype.Peer{}, err
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return Peer{}, err
+		return apitype.Peer{}, err
 	}
 	if serr != nil {
-		return Peer{}, fmt.Errorf("SO_PEERCRED: %w", serr)
+		return apitype.Peer{}, fmt.Errorf("SO_PEERCRED: %w", serr)
 	}
 	if cred == nil {
-		return Peer{}, errors.New("SO_PEERCRED returned nothing")
+		return apitype.Peer{}, errors.New("SO_PEERCRED returned nothing")
 	}
-	return Peer{PID: uint32(cred.Pid), UID: cred.Uid, GID: cred.Gid}, nil
+	return apitype.Peer{PID: uint32(cred.Pid), UID: cred.Uid, GID: cred.Gid}, nil
 }

@@ -12,9 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gofiber/fiber/v2"
-
+	"github.com/omertaos/omertaos/appliance/api"
+	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/probe"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -251,11 +252,15 @@ func TestServiceFailureStopsDaemon(t *testing.T) {
 	boom := errors.New("boom")
 	err := <-start(t, context.Background(), cfg,
 		WithNotifier(chanNotifier(make(chan string, 100))),
-		WithServices(func(*store.Store, config.Config, *slog.Logger) (Service, error) {
-			return failingService{boom}, nil
+		WithWiring(func(Deps) (Wiring, error) {
+			return Wiring{Services: []Service{failingService{boom}}}, nil
 		}))
 	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "service failing") {
 		t.Fatalf("Run = %v, want the service's error", err)
+	}
+	recs := auditLog(t, cfg)
+	if last := recs[len(recs)-1]; last.Action != "daemon.stop" || !strings.Contains(string(last.Detail), "boom") {
+		t.Errorf("last record = %s %s, want daemon.stop with the service's error", last.Action, last.Detail)
 	}
 }
 
@@ -263,4 +268,115 @@ type failingService struct{ err error }
 
 func (failingService) Name() string                { return "failing" }
 func (f failingService) Run(context.Context) error { time.Sleep(50 * time.Millisecond); return f.err }
-func (failingService) Routes(fiber.Router)         {}
+
+func TestWiringFailureStopsStart(t *testing.T) {
+	cfg := testConfig(t)
+	boom := errors.New("no such device")
+	err := <-start(t, context.Background(), cfg, WithNotifier(chanNotifier(make(chan string, 100))),
+		WithWiring(func(Deps) (Wiring, error) { return Wiring{}, boom }))
+	if !errors.Is(err, boom) || !strings.Contains(err.Error(), "starting services") {
+		t.Fatalf("Run = %v, want the wiring's error", err)
+	}
+}
+
+// TestWiringServesDomainRoutes: what the Wire function returns is what runs
+// and what the API serves, built from the Deps the daemon opened.
+func TestWiringServesDomainRoutes(t *testing.T) {
+	cfg := testConfig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs := make(chan string, 100)
+	clock := time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
+	var got Deps
+	ran := make(chan struct{})
+	done := start(t, ctx, cfg, WithNotifier(chanNotifier(msgs)), WithClock(func() time.Time { return clock }),
+		WithWiring(func(d Deps) (Wiring, error) {
+			got = d
+			return Wiring{Services: []Service{runOnce{ran}}, API: api.Deps{Probe: noProbe{}}}, nil
+		}))
+	var seen []string
+	waitFor(t, msgs, "READY=1", &seen)
+	<-ran
+	if got.Store == nil || got.Logger == nil || got.Now == nil || !got.Now().Equal(clock) || got.Config.Daemon.Socket != cfg.Daemon.Socket {
+		t.Errorf("Deps = %+v", got)
+	}
+	c := apiclient.New(cfg.Daemon.Socket)
+	defer c.Close()
+	var ae *apiclient.Error
+	if _, err := c.Probe(ctx); !errors.As(err, &ae) || ae.Status != 404 || ae.Message != probe.ErrNoProbe.Error() {
+		t.Errorf("Probe = %v, want the wired handle's ErrNoProbe as a 404", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if recs := auditLog(t, cfg); !recs[0].At.Equal(clock) {
+		t.Errorf("audit time = %v, want the daemon's clock %v", recs[0].At, clock)
+	}
+}
+
+type runOnce struct{ ran chan struct{} }
+
+func (runOnce) Name() string { return "once" }
+func (r runOnce) Run(ctx context.Context) error {
+	close(r.ran)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+type noProbe struct{}
+
+func (noProbe) Current(context.Context) (probe.Current, error) {
+	return probe.Current{}, probe.ErrNoProbe
+}
+func (noProbe) Drift(context.Context, int) ([]probe.StoredDrift, error) { return nil, nil }
+
+func auditLog(t *testing.T, cfg config.Config) []store.AuditRecord {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(cfg.Daemon.StateDir, StateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.AuditLog(context.Background(), 0, 1000)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("audit log = %v, %v", recs, err)
+	}
+	return recs
+}
+
+// TestStopRecordedAfterShutdownDeadline: SIGTERM while a request is held open
+// past daemon.shutdown_timeout. Before, daemon.stop was written with the
+// shutdown's context, expired by then, and was lost.
+func TestStopRecordedAfterShutdownDeadline(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Daemon.ShutdownTimeout = 300 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs := make(chan string, 100)
+	done := start(t, ctx, cfg, WithNotifier(chanNotifier(msgs)))
+	var seen []string
+	waitFor(t, msgs, "READY=1", &seen)
+
+	// A request whose headers never end keeps its connection active.
+	conn, err := net.Dial("unix", cfg.Daemon.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /api/v1/audit HTTP/1.1\r\nHost: omertad\r\n")
+	time.Sleep(100 * time.Millisecond) // let the server read the first bytes
+
+	stopAt := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if took := time.Since(stopAt); took < cfg.Daemon.ShutdownTimeout {
+		t.Fatalf("stopped in %v, before the shutdown deadline %v: the held request did not hold it", took, cfg.Daemon.ShutdownTimeout)
+	}
+	recs := auditLog(t, cfg)
+	if last := recs[len(recs)-1]; last.Action != "daemon.stop" {
+		t.Fatalf("last audit record = %s, want daemon.stop", last.Action)
+	}
+}

@@ -2,12 +2,10 @@ package probe
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
-
-	"github.com/gofiber/fiber/v2"
 
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/store"
@@ -15,7 +13,8 @@ import (
 
 // Monitor probes the machine when omertad starts and then on a timer, stores
 // each probe and records drift from the baseline in the store and the audit
-// log. It serves the latest probe and the drift events over the API.
+// log. Current and Drift answer the API's questions about them; the HTTP
+// side lives in appliance/api.
 type Monitor struct {
 	st       *store.Store
 	probe    Options
@@ -123,59 +122,45 @@ func (m *Monitor) ProbeOnce(ctx context.Context) (int64, []DriftEvent, error) {
 	return id, events, nil
 }
 
-// ProbeView is the body of GET /api/v1/probe.
-type ProbeView struct {
-	ProbeID    int64     `json:"probe_id"`
-	At         time.Time `json:"at"`
-	BaselineID int64     `json:"baseline_id"`
-	Verdict    Verdict   `json:"verdict"`
-	Result     *Result   `json:"result"`
+// ErrNoProbe is returned (wrapped) by Current before the first probe is
+// stored.
+var ErrNoProbe = errors.New("no probe stored yet")
+
+// Current is the latest stored probe, judged against the monitor's profile.
+type Current struct {
+	Probe      *Stored
+	BaselineID int64
+	Verdict    Verdict
 }
 
-// DriftView is the body of GET /api/v1/probe/drift.
-type DriftView struct {
-	Events []StoredDrift `json:"events"`
-}
-
-// Routes registers GET /probe (the latest probe and its verdict) and GET
-// /probe/drift (drift events, newest first, ?limit= up to 1000) on r, which
-// is the daemon's /api/v1 group.
-func (m *Monitor) Routes(r fiber.Router) {
-	r.Get("/probe", m.getProbe)
-	r.Get("/probe/drift", m.getDrift)
-}
-
-func (m *Monitor) getProbe(c *fiber.Ctx) error {
-	ctx := c.UserContext()
+// Current returns the latest stored probe with its verdict, or ErrNoProbe.
+func (m *Monitor) Current(ctx context.Context) (Current, error) {
 	latest, err := Latest(ctx, m.st)
 	if err != nil {
-		return err
+		return Current{}, err
 	}
 	if latest == nil {
-		return fiber.NewError(fiber.StatusNotFound, "no probe stored yet")
+		return Current{}, ErrNoProbe
 	}
 	base, err := Baseline(ctx, m.st)
 	if err != nil {
-		return err
+		return Current{}, err
 	}
-	return c.JSON(ProbeView{
-		ProbeID: latest.ID, At: latest.At, BaselineID: base.ID,
-		Verdict: Evaluate(latest.Result, m.matrix, m.profile), Result: latest.Result,
-	})
+	// Latest found a row, so Baseline (the flagged row or the first one)
+	// finds one too, unless a row vanished in between.
+	if base == nil {
+		return Current{}, fmt.Errorf("probe %d is stored but no baseline is", latest.ID)
+	}
+	return Current{Probe: latest, BaselineID: base.ID, Verdict: Evaluate(latest.Result, m.matrix, m.profile)}, nil
 }
 
-func (m *Monitor) getDrift(c *fiber.Ctx) error {
-	limit := 100
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 1000 {
-			return fiber.NewError(fiber.StatusBadRequest, fmt.Sprintf("limit: %q is not a number from 1 to 1000", s))
-		}
-		limit = n
+// MaxDriftLimit is the most drift events one Drift call returns.
+const MaxDriftLimit = 1000
+
+// Drift returns up to limit (1 to MaxDriftLimit) drift events, newest first.
+func (m *Monitor) Drift(ctx context.Context, limit int) ([]StoredDrift, error) {
+	if limit < 1 || limit > MaxDriftLimit {
+		return nil, fmt.Errorf("drift limit %d: must be from 1 to %d", limit, MaxDriftLimit)
 	}
-	ev, err := DriftEvents(c.UserContext(), m.st, limit)
-	if err != nil {
-		return err
-	}
-	return c.JSON(DriftView{Events: ev})
+	return DriftEvents(ctx, m.st, limit)
 }

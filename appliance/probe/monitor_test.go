@@ -2,10 +2,7 @@ package probe
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -16,7 +13,6 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh100"
-	"github.com/gofiber/fiber/v2"
 	"github.com/vishvananda/netlink"
 
 	"github.com/omertaos/omertaos/appliance/config"
@@ -25,7 +21,7 @@ import (
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"))
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "state.db"), store.WithSchemas(Schema))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,32 +112,42 @@ func TestDriftFromFixtureChange(t *testing.T) {
 		t.Error(err)
 	}
 
-	// The API.
-	app := fiber.New()
-	mon.Routes(app.Group("/api/v1"))
-	var pv ProbeView
-	getJSON(t, app, "/api/v1/probe", 200, &pv)
-	if pv.BaselineID != 1 || pv.ProbeID != 4 || pv.Verdict.Profile != config.ProfilePro || len(pv.Result.GPU.Devices) != 7 {
-		t.Errorf("probe view: id %d baseline %d profile %s gpus %d", pv.ProbeID, pv.BaselineID, pv.Verdict.Profile, len(pv.Result.GPU.Devices))
+	checkQueries(t, mon)
+}
+
+// checkQueries checks what the API serves from the monitor after the
+// fixture change of TestDriftFromFixtureChange.
+func checkQueries(t *testing.T, mon *Monitor) {
+	t.Helper()
+	ctx := context.Background()
+	cur, err := mon.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var dv DriftView
-	getJSON(t, app, "/api/v1/probe/drift?limit=2", 200, &dv)
-	if len(dv.Events) != 2 || dv.Events[0].Kind != "nic.gone" || dv.Events[0].ProbeID != 3 || dv.Events[0].BaselineID != 1 {
-		t.Errorf("drift view = %+v", dv)
+	if cur.BaselineID != 1 || cur.Probe.ID != 4 || cur.Verdict.Profile != config.ProfilePro || len(cur.Probe.Result.GPU.Devices) != 7 {
+		t.Errorf("current: id %d baseline %d profile %s gpus %d", cur.Probe.ID, cur.BaselineID, cur.Verdict.Profile, len(cur.Probe.Result.GPU.Devices))
 	}
-	getJSON(t, app, "/api/v1/probe/drift?limit=0", 400, nil)
+	dv, err := mon.Drift(ctx, 2)
+	if err != nil || len(dv) != 2 || dv[0].Kind != "nic.gone" || dv[0].ProbeID != 3 || dv[0].BaselineID != 1 {
+		t.Errorf("drift = %+v, %v", dv, err)
+	}
+	for _, limit := range []int{0, -1, MaxDriftLimit + 1} {
+		if _, err := mon.Drift(ctx, limit); err == nil {
+			t.Errorf("Drift(%d) accepted", limit)
+		}
+	}
 }
 
 // Without a first-boot baseline the first probe the monitor stores is the
 // reference, and Run stops cleanly with its context.
 func TestMonitorWithoutBaseline(t *testing.T) {
 	st := openStore(t)
-	app := fiber.New()
 	mon := NewMonitor(st, WithInterval(0), WithProbeOptions(Options{
 		Root: "testdata/firecracker-epyc", NVML: noLibrary(), Netlink: fixtureNetworks["firecracker-epyc"](), Containerd: "-", Now: fixedNow,
 	}))
-	mon.Routes(app.Group("/api/v1"))
-	getJSON(t, app, "/api/v1/probe", 404, nil)
+	if _, err := mon.Current(context.Background()); !errors.Is(err, ErrNoProbe) {
+		t.Fatalf("Current before any probe = %v, want ErrNoProbe", err)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
@@ -156,31 +162,12 @@ func TestMonitorWithoutBaseline(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("Run = %v", err)
 	}
-	var pv ProbeView
-	getJSON(t, app, "/api/v1/probe", 200, &pv)
-	if pv.ProbeID != 1 || pv.BaselineID != 1 || pv.Verdict.Status != StatusWarn {
-		t.Errorf("probe view: %d %d %s", pv.ProbeID, pv.BaselineID, pv.Verdict.Status)
+	cur, err := mon.Current(context.Background())
+	if err != nil || cur.Probe.ID != 1 || cur.BaselineID != 1 || cur.Verdict.Status != StatusWarn {
+		t.Errorf("current: %+v, %v", cur, err)
 	}
 	base, err := Baseline(context.Background(), st)
 	if err != nil || base == nil || base.Baseline {
 		t.Errorf("baseline = %+v, %v (want the first probe, not flagged)", base, err)
-	}
-}
-
-func getJSON(t *testing.T, app *fiber.App, path string, code int, v any) {
-	t.Helper()
-	resp, err := app.Test(httptest.NewRequest("GET", path, nil), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != code {
-		t.Fatalf("GET %s = %d %s, want %d", path, resp.StatusCode, body, code)
-	}
-	if v != nil {
-		if err := json.Unmarshal(body, v); err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
 	}
 }

@@ -7,15 +7,15 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/probe"
+	"github.com/omertaos/omertaos/appliance/store"
+	"github.com/omertaos/omertaos/firstboot"
 )
 
 func init() { subcommands = append(subcommands, newDaemonCmd) }
-
-// daemonServices are the domains that run inside omertad; each domain's
-// command file adds its factory here.
-var daemonServices []daemon.ServiceFactory
 
 func newDaemonCmd() *cobra.Command {
 	var configPath string
@@ -40,7 +40,8 @@ daemon.shutdown_timeout.`,
 				return err
 			}
 			log := newLogger(cfg.Daemon.LogLevel)
-			if err := daemon.Run(cmd.Context(), cfg, log, daemon.WithServices(daemonServices...)); err != nil {
+			if err := daemon.Run(cmd.Context(), cfg, log,
+				daemon.WithSchemas(daemonSchemas...), daemon.WithWiring(wireDaemon)); err != nil {
 				return err
 			}
 			return nil
@@ -48,6 +49,22 @@ daemon.shutdown_timeout.`,
 	}
 	cmd.Flags().StringVar(&configPath, "config", config.DefaultPath, "site configuration file")
 	return cmd
+}
+
+// daemonSchemas are the domains' tables in omertad's database. Every table
+// the daemon or its API reads is listed, first boot's included: the console
+// shows its progress through omertad.
+var daemonSchemas = []store.Schema{probe.Schema, firstboot.Schema}
+
+// wireDaemon is the one list of what runs inside omertad and what its API
+// serves from, built once the store is open. A new domain adds its service
+// and its API handle here, nowhere else.
+func wireDaemon(d daemon.Deps) (daemon.Wiring, error) {
+	mon := newProbeMonitor(d)
+	return daemon.Wiring{
+		Services: []daemon.Service{mon},
+		API:      api.Deps{Probe: mon},
+	}, nil
 }
 
 // newLogger logs to stderr as key=value text. Under systemd (JOURNAL_STREAM

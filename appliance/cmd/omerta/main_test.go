@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -49,24 +48,21 @@ func daemonConfig(t *testing.T) (cfgPath, sock, stateDir string) {
 
 func waitHealthy(t *testing.T, sock string) {
 	t.Helper()
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
-	}}}
+	c := apiclient.New(sock, apiclient.WithTimeout(time.Second))
+	defer c.Close()
 	deadline := time.Now().Add(15 * time.Second)
+	var err error
 	for time.Now().Before(deadline) {
-		if resp, err := c.Get("http://omertad/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
+		if _, err = c.Health(context.Background()); err == nil {
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("daemon on %s never became healthy", sock)
+	t.Fatalf("daemon on %s never became healthy: %v", sock, err)
 }
 
 func TestDaemonStopsOnSIGTERM(t *testing.T) {
-	cfg, sock, _ := daemonConfig(t)
+	cfg, sock, stateDir := daemonConfig(t)
 	cmd := omertaCmd("daemon", "--config", cfg)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -90,6 +86,15 @@ func TestDaemonStopsOnSIGTERM(t *testing.T) {
 	t.Logf("stopped %v after SIGTERM", time.Since(start))
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket still there after stop: %v", err)
+	}
+	st, err := store.Open(context.Background(), filepath.Join(stateDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	recs, err := st.AuditLog(context.Background(), 0, 10)
+	if err != nil || len(recs) != 2 || recs[0].Action != "daemon.start" || recs[1].Action != "daemon.stop" {
+		t.Fatalf("audit log = %+v, %v; want daemon.start, daemon.stop", recs, err)
 	}
 }
 
