@@ -15,8 +15,14 @@ type banner struct {
 	TLSFingerprint string
 	Token          string
 	ExpiresAt      time.Time
-	ReportKey      string
+	// TokenNote, when set, replaces the token: why there is none to show.
+	TokenNote string
+	ReportKey string
 }
+
+// reissueHint is what an administrator at the console can do about a token
+// that cannot be used.
+const reissueHint = "`omerta firstboot reissue-token` as root issues a new one"
 
 func (r *runner) banner() (banner, error) {
 	sd, err := r.site()
@@ -31,9 +37,15 @@ func (r *runner) banner() (banner, error) {
 	if ok, err := r.j.decode(StepKeys, &kd); err != nil || !ok {
 		return banner{}, fmt.Errorf("banner: the keys step has not run (%v)", err)
 	}
+	var note string
 	t, err := readToken(r.path(TokenPath))
-	if err != nil {
-		return banner{}, fmt.Errorf("banner: setup token: %w", err)
+	switch {
+	case err != nil:
+		// The banner still shows the URL and fingerprints; a bad token
+		// file is no reason to hide them.
+		note = "unavailable; " + reissueHint
+	case t.Token != "" && !r.opts.Now().Before(t.ExpiresAt):
+		note = "expired at " + t.ExpiresAt.UTC().Format(time.RFC3339) + "; " + reissueHint
 	}
 	// An address works before any DNS or mDNS does.
 	host := id.Hostname
@@ -48,15 +60,19 @@ func (r *runner) banner() (banner, error) {
 		TLSFingerprint: kd.TLSFingerprint,
 		Token:          t.Token,
 		ExpiresAt:      t.ExpiresAt,
+		TokenNote:      note,
 		ReportKey:      kd.SigningKeyFingerprint,
 	}, nil
 }
 
 func (b banner) String() string {
 	tok := b.Token
-	if tok == "" {
+	switch {
+	case b.TokenNote != "":
+		tok = "(" + b.TokenNote + ")"
+	case tok == "":
 		tok = "(used)"
-	} else {
+	default:
 		tok += "   (single use, valid until " + b.ExpiresAt.UTC().Format(time.RFC3339) + ")"
 	}
 	var s strings.Builder

@@ -1,22 +1,24 @@
 package firstboot
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+	"net/netip"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode"
 
-	"github.com/omertaos/omertaos/appliance/atomicfile"
+	"github.com/coreos/go-systemd/v22/unit"
+
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
+	"github.com/omertaos/omertaos/appliance/safeyaml"
 )
 
 // siteData is what the site step journals: the configuration in force for
@@ -43,22 +45,27 @@ func (r *runner) site() (siteData, error) {
 	return sd, nil
 }
 
-// resolveSite layers the site configuration under root: the image's
-// /etc/omerta/omerta.yaml as it was before first boot replaced it (see
-// baseLayer), then the ESP candidates. Paths and messages name the files as
-// the appliance sees them (/efi/omerta.yaml), not as this process reached
-// them.
-func (r *runner) resolveSite() (config.Resolved, error) {
+// siteLayers reads the layers of the site configuration under root: the
+// image's /etc/omerta/omerta.yaml as it was before first boot replaced it
+// (see baseLayer), then the ESP candidates. Paths and messages name the
+// files as the appliance sees them (/efi/omerta.yaml), not as this process
+// reached them. Every read is bounded and refuses FIFOs and devices (see
+// config.ReadLayer): a bad file on the ESP never stops first boot.
+func (r *runner) siteLayers() ([]config.Layer, error) {
 	base, err := r.baseLayer()
 	if err != nil {
-		return config.Resolved{}, err
+		return nil, err
 	}
 	layers := []config.Layer{base}
 	for _, p := range SiteConfigPaths[1:] {
 		layers = append(layers, config.ReadLayer(r.path(p), p))
 	}
-	return config.ResolveLayers(layers...), nil
+	return layers, nil
 }
+
+// siteBaseLimit caps the snapshot of the image's file: JSON around at most
+// config.MaxFileSize bytes of base64.
+const siteBaseLimit = 4*config.MaxFileSize + 4096
 
 // baseLayer returns the image's /etc/omerta/omerta.yaml as first boot first
 // found it. The site step replaces that file with the resolved
@@ -66,8 +73,7 @@ func (r *runner) resolveSite() (config.Resolved, error) {
 // its own output, so the original is kept in the first-boot directory the
 // first time round.
 func (r *runner) baseLayer() (config.Layer, error) {
-	snap := r.path(SiteBasePath)
-	if data, err := os.ReadFile(snap); err == nil {
+	if data, err := r.fs.ReadFile(SiteBasePath, siteBaseLimit); err == nil {
 		var l config.Layer
 		if err := json.Unmarshal(data, &l); err != nil {
 			return l, fmt.Errorf("reading %s: %w", SiteBasePath, err)
@@ -81,23 +87,52 @@ func (r *runner) baseLayer() (config.Layer, error) {
 	if err != nil {
 		return l, err
 	}
-	if _, err := atomicfile.WriteFile(snap, data, 0o600); err != nil {
+	if _, err := r.fs.WriteFile(SiteBasePath, data, 0o600); err != nil {
 		return l, err
 	}
 	return l, nil
 }
 
+// resolveInstallable resolves the layers (and --profile) and renders the
+// result as /etc/omerta/omerta.yaml. A configuration that cannot be
+// installed (config.Marshal refuses what would not read back, for example
+// over config.MaxFileSize) is no reason to stop first boot: the highest
+// layer that contributed is set aside, saying why, and the rest resolved
+// again, down to the defaults.
+func (r *runner) resolveInstallable(layers []config.Layer) (siteData, []byte, error) {
+	layers = append([]config.Layer(nil), layers...)
+	for {
+		res := config.ResolveLayers(layers...)
+		sd := siteData{Config: res.Config, ProfileFrom: "site", Sources: res.Sources}
+		if r.opts.Profile != "" {
+			sd.Config.Profile = r.opts.Profile
+			sd.ProfileFrom = "flag"
+		}
+		data, err := config.Marshal(sd.Config, siteHeader(sd)...)
+		if err == nil {
+			return sd, data, nil
+		}
+		i := len(res.Sources) - 1
+		for i >= 0 && (!res.Sources[i].Present || res.Sources[i].Error != "") {
+			i--
+		}
+		if i < 0 {
+			return sd, nil, fmt.Errorf("installing %s: %w", config.DefaultPath, err)
+		}
+		layers[i].ReadError = fmt.Sprintf("%s: set aside, because the configuration with it cannot be installed: %v", layers[i].Path, err)
+	}
+}
+
 func (r *runner) stepSite(ctx context.Context) (any, string, error) {
-	res, err := r.resolveSite()
+	layers, err := r.siteLayers()
 	if err != nil {
 		return nil, "", err
 	}
-	sd := siteData{Config: res.Config, ProfileFrom: "site", Sources: res.Sources}
-	if r.opts.Profile != "" {
-		sd.Config.Profile = r.opts.Profile
-		sd.ProfileFrom = "flag"
+	sd, installed, err := r.resolveInstallable(layers)
+	if err != nil {
+		return nil, "", err
 	}
-	for _, s := range res.Sources {
+	for _, s := range sd.Sources {
 		if s.Error == "" {
 			continue
 		}
@@ -105,83 +140,90 @@ func (r *runner) stepSite(ctx context.Context) (any, string, error) {
 		msg := strings.TrimPrefix(s.Error, s.Path+": ")
 		msg = strings.TrimPrefix(msg, s.Path)
 		msg = strings.TrimPrefix(msg, ":")
-		r.printf("site configuration %s: %s", s.Path, strings.TrimSpace(msg))
+		r.printf("site configuration %s: %s", s.Path, safeyaml.Escape(strings.TrimSpace(msg)))
 		sd.Problems = append(sd.Problems, s.Error)
 	}
-
+	c, err := r.fs.WriteFile(config.DefaultPath, installed, 0o644)
+	if err != nil {
+		return nil, "", fmt.Errorf("installing %s: %w", config.DefaultPath, err)
+	}
 	var changed []string
-	note := func(c bool, p string) {
-		if c {
-			changed = append(changed, p)
-		}
+	if c {
+		changed = append(changed, config.DefaultPath)
 	}
-	cfg := sd.Config
-	c, err := r.installSiteConfig(sd)
+	applied, problems, err := r.applySite(ctx, sd.Config)
 	if err != nil {
 		return nil, "", err
 	}
-	note(c, config.DefaultPath)
-	if cfg.Hostname != "" {
-		c, err := r.applyHostname(cfg.Hostname)
-		if err != nil {
-			return nil, "", err
-		}
-		note(c, HostnamePath)
-	}
-	netChanged, err := r.applyNetwork(cfg.Network)
-	if err != nil {
-		return nil, "", err
-	}
-	changed = append(changed, netChanged...)
-	r.mid()
-	sshChanged, problems, err := r.applySSH(cfg.SSH)
-	if err != nil {
-		return nil, "", err
-	}
-	changed = append(changed, sshChanged...)
-	c, err = r.applyTime(cfg.Time)
-	if err != nil {
-		return nil, "", err
-	}
-	note(c, TimesyncdDropIn)
-
-	if r.opts.Live {
-		problems = append(problems, r.reloadLive(ctx, netChanged, c, cfg.SSH.Enabled)...)
-	}
+	changed = append(changed, applied...)
 	for _, p := range problems {
-		r.printf("site configuration could not be applied in full: %s", p)
+		r.printf("site configuration could not be applied in full: %s", safeyaml.Escape(p))
 	}
 	sd.Problems = append(sd.Problems, problems...)
-	r.auditExtra = map[string]any{"changed": changed, "profile": cfg.Profile, "profile_from": sd.ProfileFrom}
+	r.auditExtra = map[string]any{"changed": changed, "profile": sd.Config.Profile, "profile_from": sd.ProfileFrom}
 	return sd, "", nil
 }
 
-// installSiteConfig writes the configuration first boot resolved (all
-// layers, and --profile) to /etc/omerta/omerta.yaml. omertad and
-// `omerta harden --check` read only that file; without this they would judge
-// the machine by the image's defaults instead of the ESP's settings. The ESP
-// copy is read on the first boot only, so after it /etc is the one place an
-// administrator edits.
-func (r *runner) installSiteConfig(sd siteData) (bool, error) {
-	var header strings.Builder
-	header.WriteString("# Installed by omerta firstboot from the site configuration in force at\n")
-	header.WriteString("# first boot; the signed first-boot report lists each layer and its SHA-256.\n")
+// applySite writes the files that carry cfg into the system (hostname,
+// networkd units, SSH keys and links, timesyncd) and, when live, tells the
+// services. It returns the files it changed and what it could not apply.
+func (r *runner) applySite(ctx context.Context, cfg config.Config) (changed, problems []string, err error) {
+	if cfg.Hostname != "" {
+		c, err := r.applyHostname(cfg.Hostname)
+		if err != nil {
+			return nil, nil, err
+		}
+		if c {
+			changed = append(changed, HostnamePath)
+		}
+	}
+	netChanged, problems, err := r.applyNetwork(cfg.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	changed = append(changed, netChanged...)
+	r.mid()
+	sshChanged, sshProblems, err := r.applySSH(cfg.SSH)
+	if err != nil {
+		return nil, nil, err
+	}
+	changed = append(changed, sshChanged...)
+	problems = append(problems, sshProblems...)
+	timeChanged, timeProblems, err := r.applyTime(cfg.Time)
+	if err != nil {
+		return nil, nil, err
+	}
+	if timeChanged {
+		changed = append(changed, TimesyncdDropIn)
+	}
+	problems = append(problems, timeProblems...)
+	if r.opts.Live {
+		problems = append(problems, r.reloadLive(ctx, netChanged, timeChanged, cfg.SSH.Enabled)...)
+	}
+	return changed, problems, nil
+}
+
+// siteHeader is the comment on top of the installed /etc/omerta/omerta.yaml.
+// A layer's error quotes the file it came from (a key holding newlines, say),
+// so it is quoted here, and config.Marshal escapes every line again: no text
+// from a site file can leave the comment and become configuration.
+func siteHeader(sd siteData) []string {
+	h := []string{
+		"Installed by omerta firstboot from the site configuration in force at",
+		"first boot; the signed first-boot report lists each layer and its SHA-256.",
+	}
 	for _, s := range sd.Sources {
 		switch {
 		case s.Error != "":
-			fmt.Fprintf(&header, "#   %s: ignored (%s)\n", s.Path, s.Error)
+			h = append(h, fmt.Sprintf("  %s: ignored: %s", s.Path, strconv.Quote(s.Error)))
 		case s.Present:
-			fmt.Fprintf(&header, "#   %s: sha256 %s\n", s.Path, s.SHA256)
+			h = append(h, fmt.Sprintf("  %s: sha256 %s", s.Path, s.SHA256))
 		}
 	}
 	if sd.ProfileFrom == "flag" {
-		fmt.Fprintf(&header, "#   profile %s: from the command line\n", sd.Config.Profile)
+		h = append(h, fmt.Sprintf("  profile %s: from the command line", sd.Config.Profile))
 	}
-	data, err := config.Marshal(sd.Config, header.String())
-	if err != nil {
-		return false, err
-	}
-	return atomicfile.WriteFile(r.path(config.DefaultPath), data, 0o644)
+	return h
 }
 
 // reloadLive tells the running services about the files just written. A
@@ -208,7 +250,7 @@ func (r *runner) reloadLive(ctx context.Context, netChanged []string, timeChange
 }
 
 func (r *runner) applyHostname(name string) (bool, error) {
-	c, err := atomicfile.WriteFile(r.path(HostnamePath), []byte(name+"\n"), 0o644)
+	c, err := r.fs.WriteFile(HostnamePath, []byte(name+"\n"), 0o644)
 	if err != nil {
 		return false, fmt.Errorf("hostname: %w", err)
 	}
@@ -227,10 +269,31 @@ func networkFileName(i int, name string) string {
 	return fmt.Sprintf("50-omerta-%02d-%s.network", i, unsafeName.ReplaceAllString(name, "_"))
 }
 
-// networkUnit renders one interface as a systemd.network(5) file.
-func networkUnit(i int, in config.Interface) []byte {
+// unitValue refuses a value that could end a line, start a section or be
+// read as something else in a unit file: whitespace, control characters,
+// backslashes (escapes), quotes. The configuration was validated; this
+// guards the generated file against a validator that let something through.
+func unitValue(field, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s: empty", field)
+	}
+	for _, c := range s {
+		if c <= ' ' || c == 0x7f || c == '\\' || c == '"' || c == '\'' || !unicode.IsPrint(c) {
+			return fmt.Errorf("%s: %s cannot be written into a unit file", field, strconv.Quote(s))
+		}
+	}
+	return nil
+}
+
+// networkUnit renders one interface as a systemd.network(5) file. Addresses
+// are written in the form netip prints them, not as the site spelled them.
+func networkUnit(i int, in config.Interface) ([]byte, error) {
+	f := fmt.Sprintf("network.interfaces[%d]", i)
+	if err := unitValue(f+".name", in.Name); err != nil {
+		return nil, err
+	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Written by omerta first boot from network.interfaces[%d] of the site configuration.\n", i)
+	fmt.Fprintf(&b, "# Written by omerta first boot from %s of the site configuration.\n", f)
 	fmt.Fprintf(&b, "[Match]\nName=%s\n\n[Network]\n", in.Name)
 	if in.DHCP {
 		b.WriteString("DHCP=yes\n")
@@ -238,74 +301,109 @@ func networkUnit(i int, in config.Interface) []byte {
 		b.WriteString("DHCP=no\n")
 		// Router advertisements would add addresses the site did not ask for.
 		b.WriteString("IPv6AcceptRA=no\n")
-		for _, a := range in.Addresses {
-			fmt.Fprintf(&b, "Address=%s\n", a)
+		for j, a := range in.Addresses {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				return nil, fmt.Errorf("%s.addresses[%d]: %w", f, j, err)
+			}
+			fmt.Fprintf(&b, "Address=%s\n", p)
 		}
 		if in.Gateway != "" {
-			fmt.Fprintf(&b, "Gateway=%s\n", in.Gateway)
+			g, err := unitAddr(f+".gateway", in.Gateway)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(&b, "Gateway=%s\n", g)
 		}
 	}
-	for _, d := range in.DNS {
-		fmt.Fprintf(&b, "DNS=%s\n", d)
+	for j, d := range in.DNS {
+		a, err := unitAddr(fmt.Sprintf("%s.dns[%d]", f, j), d)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "DNS=%s\n", a)
 	}
-	return b.Bytes()
+	return b.Bytes(), nil
+}
+
+func unitAddr(field, s string) (string, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", field, err)
+	}
+	out := a.String()
+	return out, unitValue(field, out)
 }
 
 // applyNetwork writes one .network file per configured interface and removes
 // ours that the configuration no longer lists. Files sort before the image's
-// catch-all DHCP file, so networkd matches the site's first.
-func (r *runner) applyNetwork(n config.Network) ([]string, error) {
-	dir := r.path(NetworkDir)
+// catch-all DHCP file, so networkd matches the site's first. An interface
+// that cannot be rendered safely is left out and reported.
+func (r *runner) applyNetwork(n config.Network) (changed, problems []string, err error) {
 	want := map[string]bool{}
-	var changed []string
 	for i, in := range n.Interfaces {
+		body, err := networkUnit(i, in)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("network: %v; that interface is left out", err))
+			continue
+		}
 		name := networkFileName(i, in.Name)
 		want[name] = true
-		c, err := atomicfile.WriteFile(filepath.Join(dir, name), networkUnit(i, in), 0o644)
+		c, err := r.fs.WriteFile(path.Join(NetworkDir, name), body, 0o644)
 		if err != nil {
-			return changed, fmt.Errorf("network.interfaces[%d]: %w", i, err)
+			return changed, problems, fmt.Errorf("network.interfaces[%d]: %w", i, err)
 		}
 		if c {
 			changed = append(changed, path.Join(NetworkDir, name))
 		}
 	}
-	old, _ := filepath.Glob(filepath.Join(dir, "50-omerta-*.network"))
+	old, err := r.fs.Glob(path.Join(NetworkDir, "50-omerta-*.network"))
+	if err != nil {
+		return changed, problems, fmt.Errorf("network: %w", err)
+	}
 	for _, p := range old {
-		if want[filepath.Base(p)] {
+		if want[path.Base(p)] {
 			continue
 		}
-		c, err := removeFile(p)
+		c, err := r.fs.Remove(p)
 		if err != nil {
-			return changed, fmt.Errorf("network: %w", err)
+			return changed, problems, fmt.Errorf("network: %w", err)
 		}
 		if c {
-			changed = append(changed, path.Join(NetworkDir, filepath.Base(p)))
+			changed = append(changed, p)
 		}
 	}
-	return changed, nil
+	return changed, problems, nil
 }
 
-func (r *runner) applyTime(t config.Time) (bool, error) {
-	p := r.path(TimesyncdDropIn)
-	if len(t.Servers) == 0 {
-		c, err := removeFile(p)
-		if err != nil {
-			return false, fmt.Errorf("time.servers: %w", err)
+func (r *runner) applyTime(t config.Time) (changed bool, problems []string, err error) {
+	var servers []string
+	for i, s := range t.Servers {
+		if err := unitValue(fmt.Sprintf("time.servers[%d]", i), s); err != nil {
+			problems = append(problems, fmt.Sprintf("%v; that server is left out", err))
+			continue
 		}
-		return c, nil
+		servers = append(servers, s)
 	}
-	body := "# Written by omerta first boot from time.servers of the site configuration.\n[Time]\nNTP=" + strings.Join(t.Servers, " ") + "\n"
-	c, err := atomicfile.WriteFile(p, []byte(body), 0o644)
+	if len(servers) == 0 {
+		c, err := r.fs.Remove(TimesyncdDropIn)
+		if err != nil {
+			return false, problems, fmt.Errorf("time.servers: %w", err)
+		}
+		return c, problems, nil
+	}
+	body := "# Written by omerta first boot from time.servers of the site configuration.\n[Time]\nNTP=" + strings.Join(servers, " ") + "\n"
+	c, err := r.fs.WriteFile(TimesyncdDropIn, []byte(body), 0o644)
 	if err != nil {
-		return false, fmt.Errorf("time.servers: %w", err)
+		return false, problems, fmt.Errorf("time.servers: %w", err)
 	}
-	return c, nil
+	return c, problems, nil
 }
 
 // sshUnit returns ssh.service's path as the appliance sees it, or "".
 func (r *runner) sshUnit() string {
 	for _, p := range []string{"/usr/lib/systemd/system/ssh.service", "/lib/systemd/system/ssh.service"} {
-		if fi, err := os.Stat(r.path(p)); err == nil && fi.Mode().IsRegular() {
+		if fi, err := r.fs.Stat(p); err == nil && fi.Mode().IsRegular() {
 			return p
 		}
 	}
@@ -317,25 +415,14 @@ func (r *runner) sshUnit() string {
 // links when the site leaves SSH off.
 func (r *runner) applySSH(s config.SSH) (changed, problems []string, err error) {
 	unit := r.sshUnit()
-	var wantedBy, aliases []string
-	if unit != "" {
-		wantedBy, aliases, err = installSection(r.path(unit))
-		if err != nil {
-			return nil, nil, fmt.Errorf("ssh: %w", err)
-		}
+	links, err := r.sshLinks(unit)
+	if err != nil {
+		return nil, nil, err
 	}
-	links := []string{}
-	for _, t := range wantedBy {
-		links = append(links, path.Join("/etc/systemd/system", t+".wants", "ssh.service"))
-	}
-	for _, a := range aliases {
-		links = append(links, path.Join("/etc/systemd/system", a))
-	}
-
 	if !s.Enabled {
 		for _, l := range links {
-			if target, err := os.Readlink(r.path(l)); err == nil && target == unit {
-				c, err := removeFile(r.path(l))
+			if target, err := r.fs.Readlink(l); err == nil && target == unit {
+				c, err := r.fs.Remove(l)
 				if err != nil {
 					return changed, problems, fmt.Errorf("ssh: %w", err)
 				}
@@ -346,50 +433,16 @@ func (r *runner) applySSH(s config.SSH) (changed, problems []string, err error) 
 		}
 		return changed, problems, nil
 	}
-
-	u, found, err := lookupUser(r.path("/etc/passwd"), AdminUser)
+	changed, problems, err = r.installKeys(s.AuthorizedKeys)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ssh.authorized_keys: %w", err)
+		return changed, problems, err
 	}
-	home := path.Dir(path.Dir(AdminKeysPath))
-	if found && u.home != "" && u.home != "/" {
-		home = u.home
-	}
-	keysPath := path.Join(home, ".ssh", "authorized_keys")
-	var body strings.Builder
-	body.WriteString("# Written by omerta first boot from ssh.authorized_keys of the site configuration.\n")
-	for _, k := range s.AuthorizedKeys {
-		body.WriteString(strings.TrimSpace(k))
-		body.WriteByte('\n')
-	}
-	for _, d := range []string{home, path.Join(home, ".ssh")} {
-		if err := mkdirAll(r.path(d), 0o700); err != nil {
-			return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
-		}
-	}
-	c, err := atomicfile.WriteFile(r.path(keysPath), []byte(body.String()), 0o600)
-	if err != nil {
-		return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
-	}
-	if c {
-		changed = append(changed, keysPath)
-	}
-	if found {
-		for _, p := range []string{home, path.Join(home, ".ssh"), keysPath} {
-			if err := chownIfNeeded(r.path(p), u.uid, u.gid); err != nil {
-				problems = append(problems, fmt.Sprintf("ssh.authorized_keys: %v", err))
-			}
-		}
-	} else {
-		problems = append(problems, fmt.Sprintf("ssh.authorized_keys: user %s is not in /etc/passwd, so %s is owned by root and sshd will refuse it", AdminUser, keysPath))
-	}
-
 	if unit == "" {
 		problems = append(problems, "ssh.enabled: the image has no ssh.service (openssh-server is not installed); SSH stays off")
 		return changed, problems, nil
 	}
 	for _, l := range links {
-		c, err := symlinkAtomic(unit, r.path(l))
+		c, err := r.fs.Symlink(unit, l)
 		if err != nil {
 			return changed, problems, fmt.Errorf("ssh.enabled: %w", err)
 		}
@@ -400,63 +453,122 @@ func (r *runner) applySSH(s config.SSH) (changed, problems []string, err error) 
 	return changed, problems, nil
 }
 
-// installSection reads WantedBy= and Alias= from a unit's [Install] section.
-func installSection(p string) (wantedBy, aliases []string, err error) {
-	data, err := os.ReadFile(p)
+// sshLinks are the links `systemctl enable ssh.service` would make, from
+// the unit's [Install] section; none without a unit.
+func (r *runner) sshLinks(unit string) ([]string, error) {
+	if unit == "" {
+		return nil, nil
+	}
+	wantedBy, aliases, err := r.installSection(unit)
+	if err != nil {
+		return nil, fmt.Errorf("ssh: %w", err)
+	}
+	var links []string
+	for _, t := range wantedBy {
+		links = append(links, path.Join("/etc/systemd/system", t+".wants", "ssh.service"))
+	}
+	for _, a := range aliases {
+		links = append(links, path.Join("/etc/systemd/system", a))
+	}
+	return links, nil
+}
+
+// installKeys writes the admin's authorized_keys, one validated key per
+// line, owned by the admin account when the image has it.
+func (r *runner) installKeys(keys []string) (changed, problems []string, err error) {
+	u, err := r.fs.LookupUser(AdminUser)
+	found := err == nil
+	if err != nil && !errors.Is(err, rootfs.ErrNotFound) {
+		return nil, nil, fmt.Errorf("ssh.authorized_keys: %w", err)
+	}
+	home := path.Dir(path.Dir(AdminKeysPath))
+	if found && u.Home != "" && u.Home != "/" && path.IsAbs(u.Home) {
+		home = path.Clean(u.Home)
+	}
+	keysPath := path.Join(home, ".ssh", "authorized_keys")
+	var body strings.Builder
+	body.WriteString("# Written by omerta first boot from ssh.authorized_keys of the site configuration.\n")
+	for i, k := range keys {
+		k = strings.TrimSpace(k)
+		// One key, one line: a key that could start another line would
+		// let the site file write a second, unvalidated key.
+		if strings.ContainsFunc(k, func(c rune) bool { return c != ' ' && !unicode.IsPrint(c) }) {
+			problems = append(problems, fmt.Sprintf("ssh.authorized_keys[%d]: holds a control character; left out", i))
+			continue
+		}
+		body.WriteString(k)
+		body.WriteByte('\n')
+	}
+	for _, d := range []string{home, path.Join(home, ".ssh")} {
+		if err := r.fs.MkdirAll(d, 0o700); err != nil {
+			return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
+		}
+	}
+	c, err := r.fs.WriteFile(keysPath, []byte(body.String()), 0o600)
+	if err != nil {
+		return changed, problems, fmt.Errorf("ssh.authorized_keys: %w", err)
+	}
+	if c {
+		changed = append(changed, keysPath)
+	}
+	if !found {
+		problems = append(problems, fmt.Sprintf("ssh.authorized_keys: user %s is not in /etc/passwd, so %s is owned by root and sshd will refuse it", AdminUser, keysPath))
+		return changed, problems, nil
+	}
+	for _, p := range []string{home, path.Join(home, ".ssh"), keysPath} {
+		if err := r.fs.Lchown(p, u.UID, u.GID); err != nil {
+			problems = append(problems, fmt.Sprintf("ssh.authorized_keys: %v", err))
+		}
+	}
+	return changed, problems, nil
+}
+
+// unitFileLimit caps a unit file read for its [Install] section; systemd's
+// own units are a few KiB.
+const unitFileLimit = 1 << 20
+
+// unitNameRE is what WantedBy= and Alias= may name: a unit file name, never
+// a path (the link is made in /etc/systemd/system under that name).
+var unitNameRE = regexp.MustCompile(`^[A-Za-z0-9:_.@-]+\.[a-z]+$`)
+
+// installSection reads WantedBy= and Alias= from a unit's [Install] section,
+// with go-systemd's parser (continuation lines, comments and quoting as
+// systemd reads them). An empty assignment resets the list, as in systemd.
+func (r *runner) installSection(p string) (wantedBy, aliases []string, err error) {
+	data, err := r.fs.ReadFile(p, unitFileLimit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading %s: %w", p, err)
 	}
-	section := ""
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "[") {
-			section = line
-			continue
-		}
-		if section != "[Install]" {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "WantedBy":
-			wantedBy = append(wantedBy, strings.Fields(v)...)
-		case "Alias":
-			aliases = append(aliases, strings.Fields(v)...)
-		}
-	}
-	return wantedBy, aliases, sc.Err()
-}
-
-type passwdEntry struct {
-	uid, gid int
-	home     string
-}
-
-// lookupUser reads an account from a passwd file under the root (not
-// through NSS, which would answer for the host, not for the root).
-func lookupUser(passwd, name string) (passwdEntry, bool, error) {
-	data, err := os.ReadFile(passwd)
-	if errors.Is(err, fs.ErrNotExist) {
-		return passwdEntry{}, false, nil
-	}
+	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
 	if err != nil {
-		return passwdEntry{}, false, fmt.Errorf("reading %s: %w", passwd, err)
+		return nil, nil, fmt.Errorf("parsing %s: %w", p, err)
 	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Split(line, ":")
-		if len(f) < 7 || f[0] != name {
+	for _, o := range opts {
+		if o.Section != "Install" {
 			continue
 		}
-		uid, err1 := strconv.Atoi(f[2])
-		gid, err2 := strconv.Atoi(f[3])
-		if err1 != nil || err2 != nil {
-			return passwdEntry{}, false, fmt.Errorf("%s: bad uid/gid for %s", passwd, name)
+		var list *[]string
+		switch o.Name {
+		case "WantedBy":
+			list = &wantedBy
+		case "Alias":
+			list = &aliases
+		default:
+			continue
 		}
-		return passwdEntry{uid: uid, gid: gid, home: f[5]}, true, nil
+		// go-systemd keeps a continuation's backslash and newline in the
+		// value; systemd reads them as a space.
+		value := strings.ReplaceAll(o.Value, "\\\n", " ")
+		if strings.TrimSpace(value) == "" {
+			*list = nil
+			continue
+		}
+		for _, name := range strings.Fields(value) {
+			if !unitNameRE.MatchString(name) {
+				return nil, nil, fmt.Errorf("%s: [Install] %s=%s is not a unit name", p, o.Name, strconv.Quote(name))
+			}
+			*list = append(*list, name)
+		}
 	}
-	return passwdEntry{}, false, nil
+	return wantedBy, aliases, nil
 }

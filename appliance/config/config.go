@@ -13,16 +13,58 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/omertaos/omertaos/appliance/safeio"
+	"github.com/omertaos/omertaos/appliance/safeyaml"
+	"github.com/omertaos/omertaos/appliance/version"
 )
 
 // DefaultPath is where the image installs the site configuration.
 var DefaultPath = "/etc/omerta/omerta.yaml"
+
+// Version is the configuration format this binary reads and writes. A file
+// may say `version: 1` or nothing; a later number is refused, because its
+// fields may mean what this binary cannot know.
+const Version = 1
+
+// StateFile is the name of omertad's database inside daemon.state_dir.
+const StateFile = "state.db"
+
+// MaxFileSize caps a configuration file: a full one is about 2 KiB, and
+// every read of a file an administrator (or an attacker) dropped on the ESP
+// must be bounded.
+const MaxFileSize = 64 << 10
+
+// The most entries each list may hold. They are far above any real site and
+// far below what would make first boot's generated files unwieldy.
+const (
+	MaxInterfaces     = 32
+	MaxAddresses      = 16 // per interface
+	MaxDNS            = 8  // per interface
+	MaxAuthorizedKeys = 64
+	MaxTimeServers    = 16
+	// MaxKeyLine is one authorized_keys line: an 8192-bit RSA key with a
+	// comment fits.
+	MaxKeyLine = 2048
+)
+
+// limits bound the YAML of a configuration file before it is decoded.
+func limits() safeyaml.Limits {
+	l := safeyaml.DefaultLimits()
+	l.MaxBytes = MaxFileSize
+	l.MaxDepth = 8 // the deepest field is network.interfaces[i].dns[j]
+	l.MaxNodes = 4096
+	return l
+}
 
 // Profile names a hardening level, a set of compatibility thresholds and
 // policy defaults.
@@ -51,6 +93,8 @@ func ParseProfile(s string) (Profile, error) {
 // Config is the whole site configuration. Every field has a default, so an
 // empty file is a valid file.
 type Config struct {
+	// Version of the file format; absent means 1. See Version.
+	Version int `yaml:"version" json:"version"`
 	// Profile selects hardening, compatibility thresholds and policy defaults.
 	Profile Profile `yaml:"profile" json:"profile"`
 	// Hostname, when set, replaces the generated "omerta-XXXXXX" name.
@@ -62,6 +106,7 @@ type Config struct {
 	Time      Time      `yaml:"time" json:"time"`
 	Firstboot Firstboot `yaml:"firstboot" json:"firstboot"`
 	Probe     Probe     `yaml:"probe" json:"probe"`
+	Agents    Agents    `yaml:"agents" json:"agents"`
 }
 
 // Daemon configures omertad.
@@ -129,12 +174,17 @@ type Probe struct {
 	Interval time.Duration `yaml:"interval" json:"interval"`
 }
 
+// StateDBPath is omertad's database: state.db in daemon.state_dir. Every
+// reader of the database derives its path here.
+func (c Config) StateDBPath() string { return filepath.Join(c.Daemon.StateDir, StateFile) }
+
 // LynisEnabled reports whether first boot should run Lynis.
 func (f Firstboot) LynisEnabled() bool { return f.Lynis == nil || *f.Lynis }
 
 // Default returns the configuration used when no file says otherwise.
 func Default() Config {
 	return Config{
+		Version: Version,
 		Profile: ProfileUser,
 		Daemon: Daemon{
 			Socket:          "/run/omerta/omertad.sock",
@@ -145,6 +195,7 @@ func Default() Config {
 		Console:   Console{Port: 443},
 		Firstboot: Firstboot{TokenTTL: 24 * time.Hour},
 		Probe:     Probe{Interval: time.Hour},
+		Agents:    DefaultAgents(),
 	}
 }
 
@@ -164,7 +215,10 @@ func (e *FieldError) Error() string {
 	}
 	b.WriteString(e.Field)
 	if e.Value != "" {
-		fmt.Fprintf(&b, ": %q", e.Value)
+		// Quoted, so that no control character in the value reaches a
+		// console or a generated file; shortened, so that a 60 KiB value
+		// does not make a 60 KiB message.
+		fmt.Fprintf(&b, ": %q", shorten(e.Value, 100))
 	}
 	b.WriteString(": ")
 	b.WriteString(e.Reason)
@@ -175,30 +229,47 @@ func (e *FieldError) Error() string {
 var ErrNotFound = errors.New("configuration file not found")
 
 // Load reads path over the defaults. A missing file is ErrNotFound; callers
-// that accept "no file" check for it.
+// that accept "no file" check for it. A FIFO, a device or a directory is
+// refused at once (safeio.ErrNotRegular), and so is a file over MaxFileSize.
 func Load(path string) (Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safeio.ReadFile(path, MaxFileSize)
 	if errors.Is(err, os.ErrNotExist) {
 		return Default(), fmt.Errorf("%s: %w", path, ErrNotFound)
 	}
 	if err != nil {
-		return Default(), fmt.Errorf("reading configuration: %w", err)
+		return Default(), fmt.Errorf("configuration: %w", err)
 	}
 	return Parse(data, path, Default())
 }
 
 // Parse decodes data over base, strictly, and validates the result. name
 // labels messages. On error the returned Config is base, untouched.
+//
+// The YAML is bounded before it is decoded (see limits): one document, no
+// anchors or aliases, a few levels deep. A version this binary does not read
+// is refused before any field is looked at.
 func Parse(data []byte, name string, base Config) (Config, error) {
+	if err := checkVersion(data); err != nil {
+		err.File = name
+		return base, err
+	}
 	cfg := base
 	// Copy slices and pointers so that decoding never writes through to base.
 	cfg.Network.Interfaces = append([]Interface(nil), base.Network.Interfaces...)
+	for i := range cfg.Network.Interfaces {
+		in := &cfg.Network.Interfaces[i]
+		in.Addresses = append([]string(nil), in.Addresses...)
+		in.DNS = append([]string(nil), in.DNS...)
+	}
 	cfg.SSH.AuthorizedKeys = append([]string(nil), base.SSH.AuthorizedKeys...)
 	cfg.Time.Servers = append([]string(nil), base.Time.Servers...)
+	if base.Firstboot.Lynis != nil {
+		v := *base.Firstboot.Lynis
+		cfg.Firstboot.Lynis = &v
+	}
 	if len(bytes.TrimSpace(data)) > 0 {
-		dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
-		if err := dec.Decode(&cfg); err != nil {
-			return base, decodeError(name, data, err)
+		if err := safeyaml.Unmarshal(data, &cfg, limits()); err != nil {
+			return base, decodeError(name, err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -211,79 +282,53 @@ func Parse(data []byte, name string, base Config) (Config, error) {
 	return cfg, nil
 }
 
-// decodeError turns go-yaml's multi-line, source-quoting errors into one line
-// that names the file, the position, the field and the reason.
-func decodeError(name string, data []byte, err error) error {
-	var ye yaml.Error
-	if !errors.As(err, &ye) {
-		// time.ParseDuration's errors carry no position; find the field.
-		if strings.HasPrefix(err.Error(), "time: invalid duration") {
-			return durationError(name, data)
+// checkVersion reads only the top-level version, so that a file written for
+// a later OMERTAOS is refused as such, not for the first new field in it.
+// Anything else wrong with the file is left to the strict decode.
+func checkVersion(data []byte) *FieldError {
+	var top map[string]any
+	if safeyaml.Unmarshal(data, &top, limits()) != nil {
+		return nil
+	}
+	v, ok := top["version"]
+	if !ok {
+		return nil
+	}
+	var n int64
+	switch x := v.(type) {
+	case uint64:
+		if x > 1<<31 {
+			return versionError(fmt.Sprint(x))
 		}
-		return fmt.Errorf("%s: %s", name, strings.ReplaceAll(err.Error(), "\n", " "))
+		n = int64(x)
+	case int64:
+		n = x
+	default:
+		return nil // not a number: the strict decode says so
 	}
-	msg := ye.GetMessage()
-	tk := ye.GetToken()
-	var te *yaml.TypeError
-	if errors.As(err, &te) && tk != nil && tk.Position != nil {
-		msg = fmt.Sprintf("field %q: must be a %s, not a %s", keyOnLine(data, tk.Position.Line), kindName(te.DstType), kindName(te.SrcType))
+	if n == Version {
+		return nil
 	}
-	if tk != nil && tk.Position != nil {
-		return fmt.Errorf("%s:%d:%d: %s", name, tk.Position.Line, tk.Position.Column, msg)
-	}
-	return fmt.Errorf("%s: %s", name, msg)
+	return versionError(fmt.Sprint(n))
 }
 
-func kindName(t reflect.Type) string {
-	if t == nil {
-		return "value"
+func versionError(v string) *FieldError {
+	if strings.HasPrefix(v, "-") || v == "0" {
+		return &FieldError{Field: "version", Value: v, Reason: fmt.Sprintf("must be %d (or left out)", Version)}
 	}
-	switch t.Kind() {
-	case reflect.Int, reflect.Int64, reflect.Int32, reflect.Uint, reflect.Uint64, reflect.Uint32:
-		return "number"
-	case reflect.Bool:
-		return "boolean (true or false)"
-	case reflect.String:
-		return "string"
-	case reflect.Slice:
-		return "list"
-	case reflect.Map, reflect.Struct:
-		return "mapping"
-	}
-	return t.String()
+	return &FieldError{Field: "version", Value: v, Reason: fmt.Sprintf(
+		"is not understood by this OMERTAOS (%s, which reads version %d); upgrade OMERTAOS to a release that reads configuration version %s",
+		version.Get().Version, Version, v)}
 }
 
-// keyOnLine returns the mapping key written on a 1-based line of data.
-func keyOnLine(data []byte, line int) string {
-	lines := strings.Split(string(data), "\n")
-	if line < 1 || line > len(lines) {
-		return "?"
+// decodeError puts the file's name in front of safeyaml's one-line message:
+// "FILE:LINE:COL: ..." when the position is known, "FILE: ..." otherwise.
+func decodeError(name string, err error) error {
+	var ye *safeyaml.Error
+	if errors.As(err, &ye) && ye.HasPosition() {
+		return fmt.Errorf("%s:%w", name, err)
 	}
-	key, _, _ := strings.Cut(strings.TrimLeft(lines[line-1], " -"), ":")
-	return strings.TrimSpace(key)
-}
-
-// durationFields are the fields decoded with time.ParseDuration.
-var durationFields = [][2]string{
-	{"daemon", "shutdown_timeout"},
-	{"firstboot", "token_ttl"},
-	{"probe", "interval"},
-}
-
-func durationError(name string, data []byte) error {
-	var raw map[string]map[string]any
-	// Errors here mean the file has another shape; the generic message
-	// below still names the file.
-	yaml.Unmarshal(data, &raw)
-	for _, f := range durationFields {
-		v, ok := raw[f[0]][f[1]]
-		if s, isString := v.(string); ok && isString {
-			if _, err := time.ParseDuration(s); err != nil {
-				return &FieldError{File: name, Field: f[0] + "." + f[1], Value: s, Reason: "is not a duration such as 30s, 10m or 2h"}
-			}
-		}
-	}
-	return fmt.Errorf("%s: a duration is not of the form 30s, 10m or 2h", name)
+	return fmt.Errorf("%s: %w", name, err)
 }
 
 var (
@@ -292,12 +337,51 @@ var (
 	// An OpenSSH public key line: type, base64 blob, optional comment.
 	sshKeyRE = regexp.MustCompile(`^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$`)
 	ntpRE    = regexp.MustCompile(`^[A-Za-z0-9.:-]{1,253}$`)
+	// A group name as Debian's adduser accepts it by default.
+	groupRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
 )
 
 // Validate checks every field and returns the first problem as a *FieldError.
 func (c *Config) Validate() error {
-	bad := func(field, value, reason string) error {
-		return &FieldError{Field: field, Value: value, Reason: reason}
+	for _, check := range []func() error{c.validateTop, c.Daemon.validate, c.Network.validate, c.SSH.validate, c.Time.validate, c.validateTimers, c.Agents.validate} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func bad(field, value, reason string) error {
+	return &FieldError{Field: field, Value: value, Reason: reason}
+}
+
+// tooMany refuses a list longer than max; every list written into a
+// generated file is bounded.
+func tooMany(field string, n, max int) error {
+	if n <= max {
+		return nil
+	}
+	return bad(field, "", fmt.Sprintf("lists %d entries; at most %d are accepted", n, max))
+}
+
+// printable reports whether s holds no control character (C0, DEL, C1), no
+// line or paragraph separator, no bidirectional override: nothing that
+// could end a line or rewrite a terminal where s is written.
+func printable(s string) bool {
+	for _, r := range s {
+		if r != ' ' && !unicode.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Config) validateTop() error {
+	switch {
+	case c.Version > Version:
+		return versionError(fmt.Sprint(c.Version))
+	case c.Version != Version:
+		return bad("version", fmt.Sprint(c.Version), fmt.Sprintf("must be %d (or left out)", Version))
 	}
 	if _, err := ParseProfile(string(c.Profile)); err != nil {
 		return bad("profile", string(c.Profile), "must be one of user, pro, enterprise")
@@ -305,66 +389,125 @@ func (c *Config) Validate() error {
 	if c.Hostname != "" && !hostnameRE.MatchString(c.Hostname) {
 		return bad("hostname", c.Hostname, "must be 1-63 lowercase letters, digits or '-', not starting or ending with '-'")
 	}
-	if c.Daemon.Socket == "" || !strings.HasPrefix(c.Daemon.Socket, "/") {
-		return bad("daemon.socket", c.Daemon.Socket, "must be an absolute path")
-	}
-	if len(c.Daemon.Socket) > 107 {
-		return bad("daemon.socket", c.Daemon.Socket, "is longer than the 107 bytes a unix socket path may have")
-	}
-	if c.Daemon.StateDir == "" || !strings.HasPrefix(c.Daemon.StateDir, "/") {
-		return bad("daemon.state_dir", c.Daemon.StateDir, "must be an absolute path")
-	}
-	switch c.Daemon.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		return bad("daemon.log_level", c.Daemon.LogLevel, "must be one of debug, info, warn, error")
-	}
-	if c.Daemon.ShutdownTimeout < time.Second || c.Daemon.ShutdownTimeout > 5*time.Minute {
-		return bad("daemon.shutdown_timeout", c.Daemon.ShutdownTimeout.String(), "must be between 1s and 5m")
-	}
 	if c.Console.Port < 1 || c.Console.Port > 65535 {
 		return bad("console.port", fmt.Sprint(c.Console.Port), "must be between 1 and 65535")
 	}
-	for i, in := range c.Network.Interfaces {
-		f := fmt.Sprintf("network.interfaces[%d]", i)
-		if !ifnameRE.MatchString(in.Name) {
-			return bad(f+".name", in.Name, "must be an interface name or glob of at most 15 characters")
-		}
-		if in.DHCP && len(in.Addresses) > 0 {
-			return bad(f+".addresses", strings.Join(in.Addresses, ","), "must be empty when dhcp is true")
-		}
-		if !in.DHCP && len(in.Addresses) == 0 {
-			return bad(f+".addresses", "", "must list at least one address in CIDR form, or set dhcp: true")
-		}
-		for j, a := range in.Addresses {
-			if _, err := netip.ParsePrefix(a); err != nil {
-				return bad(fmt.Sprintf("%s.addresses[%d]", f, j), a, "is not an address in CIDR form such as 192.0.2.10/24")
-			}
-		}
-		if in.Gateway != "" {
-			if _, err := netip.ParseAddr(in.Gateway); err != nil {
-				return bad(f+".gateway", in.Gateway, "is not an IP address")
-			}
-		}
-		for j, d := range in.DNS {
-			if _, err := netip.ParseAddr(d); err != nil {
-				return bad(fmt.Sprintf("%s.dns[%d]", f, j), d, "is not an IP address")
-			}
+	return nil
+}
+
+func (d *Daemon) validate() error {
+	if d.Socket == "" || !strings.HasPrefix(d.Socket, "/") {
+		return bad("daemon.socket", d.Socket, "must be an absolute path")
+	}
+	if !printable(d.Socket) {
+		return bad("daemon.socket", d.Socket, "must not contain control characters")
+	}
+	if len(d.Socket) > 107 {
+		return bad("daemon.socket", d.Socket, "is longer than the 107 bytes a unix socket path may have")
+	}
+	if d.SocketGroup != "" && !groupRE.MatchString(d.SocketGroup) {
+		return bad("daemon.socket_group", d.SocketGroup, "must be a group name: up to 32 letters, digits, '_', '.' or '-', not starting with a digit, '.' or '-'")
+	}
+	if d.StateDir == "" || !strings.HasPrefix(d.StateDir, "/") {
+		return bad("daemon.state_dir", d.StateDir, "must be an absolute path")
+	}
+	if !printable(d.StateDir) || len(d.StateDir) > 4096 {
+		return bad("daemon.state_dir", d.StateDir, "must be a path of at most 4096 bytes without control characters")
+	}
+	switch d.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return bad("daemon.log_level", d.LogLevel, "must be one of debug, info, warn, error")
+	}
+	if d.ShutdownTimeout < time.Second || d.ShutdownTimeout > 5*time.Minute {
+		return bad("daemon.shutdown_timeout", d.ShutdownTimeout.String(), "must be between 1s and 5m")
+	}
+	return nil
+}
+
+func (n *Network) validate() error {
+	if err := tooMany("network.interfaces", len(n.Interfaces), MaxInterfaces); err != nil {
+		return err
+	}
+	for i, in := range n.Interfaces {
+		if err := in.validate(fmt.Sprintf("network.interfaces[%d]", i)); err != nil {
+			return err
 		}
 	}
-	if c.SSH.Enabled && len(c.SSH.AuthorizedKeys) == 0 {
+	return nil
+}
+
+func (in *Interface) validate(f string) error {
+	if !ifnameRE.MatchString(in.Name) {
+		return bad(f+".name", in.Name, "must be an interface name or glob of at most 15 characters")
+	}
+	if in.DHCP && len(in.Addresses) > 0 {
+		return bad(f+".addresses", strings.Join(in.Addresses, ","), "must be empty when dhcp is true")
+	}
+	if !in.DHCP && len(in.Addresses) == 0 {
+		return bad(f+".addresses", "", "must list at least one address in CIDR form, or set dhcp: true")
+	}
+	if err := tooMany(f+".addresses", len(in.Addresses), MaxAddresses); err != nil {
+		return err
+	}
+	if err := tooMany(f+".dns", len(in.DNS), MaxDNS); err != nil {
+		return err
+	}
+	for j, a := range in.Addresses {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			return bad(fmt.Sprintf("%s.addresses[%d]", f, j), a, "is not an address in CIDR form such as 192.0.2.10/24")
+		}
+	}
+	if in.Gateway != "" && !plainAddr(in.Gateway) {
+		return bad(f+".gateway", in.Gateway, "is not an IP address")
+	}
+	for j, d := range in.DNS {
+		if !plainAddr(d) {
+			return bad(fmt.Sprintf("%s.dns[%d]", f, j), d, "is not an IP address")
+		}
+	}
+	return nil
+}
+
+// plainAddr accepts an IP address, with an IPv6 zone only when the zone is
+// an interface name: netip takes any text after "%", newlines included,
+// and the address is written into a networkd unit.
+func plainAddr(s string) bool {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return false
+	}
+	return a.Zone() == "" || ifnameRE.MatchString(a.Zone()) && !strings.ContainsAny(a.Zone(), "*?[]")
+}
+
+func (s *SSH) validate() error {
+	if s.Enabled && len(s.AuthorizedKeys) == 0 {
 		return bad("ssh.authorized_keys", "", "must list at least one public key when ssh.enabled is true (passwords are never accepted)")
 	}
-	for i, k := range c.SSH.AuthorizedKeys {
-		if !sshKeyRE.MatchString(strings.TrimSpace(k)) {
-			return bad(fmt.Sprintf("ssh.authorized_keys[%d]", i), abbreviate(k), "is not an OpenSSH public key line (ssh-ed25519, ecdsa-sha2-* or ssh-rsa)")
+	if err := tooMany("ssh.authorized_keys", len(s.AuthorizedKeys), MaxAuthorizedKeys); err != nil {
+		return err
+	}
+	for i, k := range s.AuthorizedKeys {
+		if !sshKeyRE.MatchString(strings.TrimSpace(k)) || !printable(k) || len(k) > MaxKeyLine {
+			return bad(fmt.Sprintf("ssh.authorized_keys[%d]", i), abbreviate(k), "is not an OpenSSH public key line (ssh-ed25519, ecdsa-sha2-* or ssh-rsa) on one line without control characters")
 		}
 	}
-	for i, s := range c.Time.Servers {
+	return nil
+}
+
+func (t *Time) validate() error {
+	if err := tooMany("time.servers", len(t.Servers), MaxTimeServers); err != nil {
+		return err
+	}
+	for i, s := range t.Servers {
 		if !ntpRE.MatchString(s) {
 			return bad(fmt.Sprintf("time.servers[%d]", i), s, "is not a host name or IP address")
 		}
 	}
+	return nil
+}
+
+func (c *Config) validateTimers() error {
 	if c.Firstboot.TokenTTL < time.Minute || c.Firstboot.TokenTTL > 30*24*time.Hour {
 		return bad("firstboot.token_ttl", c.Firstboot.TokenTTL.String(), "must be between 1m and 720h")
 	}
@@ -374,21 +517,82 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func abbreviate(s string) string {
-	if len(s) > 40 {
-		return s[:37] + "..."
+func abbreviate(s string) string { return shorten(s, 40) }
+
+// shorten cuts s to at most n bytes, on a character boundary, marking the
+// cut with "...".
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	return s
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
-// Marshal renders c as an omerta.yaml that Parse reads back to c, with
-// header (comment lines, each starting with "#") on top. First boot uses it
-// to install the configuration it resolved from all layers, so that every
-// later reader of /etc/omerta/omerta.yaml sees what first boot applied.
-func Marshal(c Config, header string) ([]byte, error) {
+// Marshal renders c as an omerta.yaml that Parse reads back to c, with the
+// header lines on top as comments. First boot uses it to install the
+// configuration it resolved from all layers, so that every later reader of
+// /etc/omerta/omerta.yaml sees what first boot applied.
+//
+// Header lines may carry text from the files read (an error message quoting
+// a key): each becomes one "# " line with every control character escaped,
+// so that none can end the comment and start YAML of its own. The output is
+// parsed back and compared with c before it is returned.
+func Marshal(c Config, header ...string) ([]byte, error) {
+	var b bytes.Buffer
+	for _, h := range header {
+		b.WriteString("# ")
+		b.WriteString(shorten(safeyaml.Escape(h), maxHeaderLine))
+		b.WriteByte('\n')
+	}
 	body, err := yaml.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("encoding configuration: %w", err)
 	}
-	return append([]byte(header), body...), nil
+	b.Write(body)
+	if b.Len() > MaxFileSize {
+		return nil, fmt.Errorf("encoding configuration: %d bytes, more than the %d that Load reads: %w", b.Len(), MaxFileSize, safeio.ErrTooLarge)
+	}
+	back, err := Parse(b.Bytes(), "generated configuration", Default())
+	if err != nil {
+		return nil, fmt.Errorf("encoding configuration: the result does not read back: %w", err)
+	}
+	if !reflect.DeepEqual(back.normalised(), c.normalised()) {
+		return nil, errors.New("encoding configuration: the result reads back as a different configuration")
+	}
+	return b.Bytes(), nil
 }
+
+// maxHeaderLine bounds each comment line Marshal writes.
+const maxHeaderLine = 300
+
+// normalised treats nil and empty lists alike: both mean "none".
+func (c Config) normalised() Config {
+	if len(c.Network.Interfaces) == 0 {
+		c.Network.Interfaces = nil
+	}
+	c.Network.Interfaces = append([]Interface(nil), c.Network.Interfaces...)
+	for i := range c.Network.Interfaces {
+		in := &c.Network.Interfaces[i]
+		if len(in.Addresses) == 0 {
+			in.Addresses = nil
+		}
+		if len(in.DNS) == 0 {
+			in.DNS = nil
+		}
+	}
+	if len(c.SSH.AuthorizedKeys) == 0 {
+		c.SSH.AuthorizedKeys = nil
+	}
+	if len(c.Time.Servers) == 0 {
+		c.Time.Servers = nil
+	}
+	return c
+}
+
+// Equal reports whether a and b configure the same thing (nil and empty
+// lists alike), for callers that compare an installed file with a report.
+func Equal(a, b Config) bool { return reflect.DeepEqual(a.normalised(), b.normalised()) }

@@ -5,7 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+
+	"github.com/omertaos/omertaos/appliance/safeio"
 )
 
 // Source says where a layer of the configuration came from.
@@ -44,28 +47,66 @@ type Layer struct {
 	Path    string `json:"path"`
 	Present bool   `json:"present"`
 	Data    []byte `json:"data,omitempty"`
-	// ReadError is why a present file could not be read.
+	// ReadError is why a present file could not be read, or why it was
+	// set aside after reading (Data is then kept, for its SHA-256).
 	ReadError string `json:"read_error,omitempty"`
 }
 
 // ReadLayer reads the file at path; a missing file is an absent layer. name
 // labels the layer (the path as the appliance sees it); empty means path.
+// The read never blocks and is bounded: a FIFO, a device or a directory, or
+// a file over MaxFileSize, is a present layer with a ReadError.
 func ReadLayer(path, name string) Layer {
 	if name == "" {
 		name = path
 	}
 	l := Layer{Path: name}
-	data, err := os.ReadFile(path)
+	data, err := safeio.ReadFile(path, MaxFileSize)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		l.Present = true
-		l.ReadError = fmt.Sprintf("reading %s: %v", name, errors.Unwrap(err))
+		l.ReadError = readError(path, name, err)
 	default:
 		l.Present = true
 		l.Data = data
 	}
 	return l
+}
+
+// readError says why the file at path could not be read, naming it name (as
+// the appliance sees it), not by the path this process reached it through.
+func readError(path, name string, err error) string {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, safeio.ErrNotRegular):
+		return fmt.Sprintf("%s: is %s, not a regular file", name, fileKind(path))
+	case errors.Is(err, safeio.ErrTooLarge):
+		return fmt.Sprintf("%s: larger than the limit of %d bytes", name, MaxFileSize)
+	case errors.As(err, &pe):
+		return fmt.Sprintf("reading %s: %v", name, pe.Err)
+	}
+	return fmt.Sprintf("reading %s: %v", name, err)
+}
+
+func fileKind(path string) string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "something"
+	}
+	switch m := fi.Mode(); {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	}
+	return "a special file"
 }
 
 // Resolve layers the files in paths over the defaults; see ResolveLayers.
@@ -86,8 +127,10 @@ func ResolveLayers(layers ...Layer) Resolved {
 	r := Resolved{Config: Default()}
 	for _, l := range layers {
 		src := Source{Path: l.Path, Present: l.Present, Error: l.ReadError}
-		if l.Present && l.ReadError == "" {
+		if l.Present && (l.Data != nil || l.ReadError == "") {
 			src.SHA256 = sha256Hex(l.Data)
+		}
+		if l.Present && l.ReadError == "" {
 			cfg, err := Parse(l.Data, l.Path, r.Config)
 			if err != nil {
 				src.Error = err.Error()

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -62,5 +64,60 @@ omerta-firstboot.service runs it with --live on the appliance.`,
 	f.StringVar(&profile, "profile", "", "hardening profile (user, pro, enterprise); overrides the site configuration")
 	f.StringVar(&probeRoot, "probe-root", "/", "where the probe reads /proc and /sys")
 	f.BoolVar(&live, "live", false, "also change the running kernel and services (needs --root /)")
+	cmd.AddCommand(newReissueTokenCmd())
 	return cmd
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+func newReissueTokenCmd() *cobra.Command {
+	var (
+		root string
+		ttl  time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "reissue-token",
+		Short: "Issue a new one-time setup token, replacing the old one (root only, audited)",
+		Long: `reissue-token replaces the setup token with a new one, whether the old one
+was used, expired or lost, and shows the new one in the login banner
+(/etc/issue.d/50-omerta.issue) and here. First boot issues a token once and
+never another, even when run again; this command is the only way to get a
+second one. It writes an audit record (who, when, the hashes of the old and
+the new token, never a token) to the state database's audit log before the
+token exists, or to /var/lib/omerta/firstboot/token-audit.jsonl when the
+machine has no database.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if geteuid() != 0 {
+				return errors.New("reissue-token: must run as root (the token opens the console to whoever holds it)")
+			}
+			res, err := firstboot.ReissueToken(cmd.Context(), firstboot.ReissueOptions{
+				Root:  root,
+				Actor: actor(),
+				TTL:   ttl,
+			})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Setup token:      %s   (single use, valid until %s)\n", res.Token, res.ExpiresAt.UTC().Format(time.RFC3339))
+			fmt.Fprintf(out, "Audit record in:  %s\n", res.AuditedIn)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&root, "root", "/", "root directory of the appliance")
+	f.DurationVar(&ttl, "ttl", 0, "lifetime of the new token (default: firstboot.token_ttl of the installed configuration)")
+	return cmd
+}
+
+// actor names who ran the command, for the audit record: the user ids and,
+// when sudo ran it, the user sudo says asked (recorded, not trusted).
+func actor() string {
+	a := fmt.Sprintf("uid:%d omerta firstboot reissue-token", os.Getuid())
+	if u := os.Getenv("SUDO_USER"); u != "" {
+		a += fmt.Sprintf(" (sudo from %q)", u)
+	}
+	return a
 }
