@@ -34,7 +34,7 @@ build: deps-build
 # Then the site-configuration fuzz target gets FUZZTIME of fresh inputs: the
 # path an administrator's ESP file takes must stay bounded in time and memory.
 RACE_PKGS  := ./appliance/...
-PLAIN_PKGS := ./firstboot/... ./hardening/... ./scripts/...
+PLAIN_PKGS := ./firstboot/... ./hardening/... ./scripts/... ./image/...
 FUZZTIME   ?= 30s
 
 test: deps-test build
@@ -64,3 +64,4 @@ clean:
 	rm -rf bin demo .cache/tools
 
 -include scripts/image.mk
+include scripts/agents.mk

@@ -21,7 +21,7 @@ image-deps:
 	fi
 
 image: image-deps
-	$(MAKE) build
+	$(MAKE) build agents
 	scripts/image.sh
 
 qemu: image-deps
@@ -35,8 +35,8 @@ qemu: image-deps
 # The image is rebuilt first unless it is newer than everything that goes
 # into it. Under TCG the whole run takes about 45 minutes (Lynis alone ~16).
 e2e: image-deps
-	$(MAKE) build
-	@if [ ! -f out/omertaos.raw ] || [ -n "$$(find mkosi.conf image scripts/cmdline hardening -newer out/omertaos.raw -print -quit)" ] \
+	$(MAKE) build agents
+	@if [ ! -f out/omertaos.raw ] || [ -n "$$(find mkosi.conf image scripts/cmdline hardening out/agents -newer out/omertaos.raw -print -quit)" ] \
 		|| ! grep -q "\"omerta\": \"$$(sha256sum bin/omerta | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null; then \
 		echo "e2e: out/omertaos.raw is missing or older than its inputs; rebuilding"; scripts/image.sh; fi
 	$(GO) run ./scripts/e2e -image out/omertaos.raw -omerta bin/omerta -out out/e2e-results.json $(E2E_FLAGS)

@@ -16,6 +16,11 @@ start=$(date +%s.%N)
 stage=.cache/image-stage
 rm -rf "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/omerta"
+# The shipped catalog and the sample agents' OCI archives: omertad imports
+# the archives into containerd at start, so agents deploy with no network.
+install -d -m 0755 "$stage/usr/share/omerta/catalog" "$stage/usr/share/omerta/agents"
+install -m 0644 image/catalog/*.yaml "$stage/usr/share/omerta/catalog/"
+install -m 0644 out/agents/*.oci.tar out/agents/index.json "$stage/usr/share/omerta/agents/"
 # The kernel command line comes from the hardening package, so that the
 # image and hardening's command line checks cannot disagree.
 mkdir -p "$stage/etc/kernel"
