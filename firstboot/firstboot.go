@@ -16,32 +16,42 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
+	"path"
 	"path/filepath"
 	"time"
 
-	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/probe"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
-// Paths on the appliance, relative to Options.Root.
+// Paths on the appliance, relative to Options.Root. Each is defined here
+// once; the state directory and the database are the configuration's
+// (config.Default().Daemon.StateDir, config.StateFile), which omertad
+// opens too.
+var (
+	StateDir       = config.Default().Daemon.StateDir
+	StateDBPath    = config.Default().StateDBPath()
+	Dir            = path.Join(StateDir, "firstboot")
+	JournalPath    = path.Join(Dir, "journal.json")
+	SiteBasePath   = path.Join(Dir, "site-base.json")
+	ReportPath     = path.Join(Dir, "report.json")
+	ReportHTMLPath = path.Join(Dir, "report.html")
+	DonePath       = path.Join(Dir, "done")
+	KeysDir        = path.Join(StateDir, "keys")
+	SigningKeyPath = path.Join(KeysDir, "signing.key")
+	SigningPubPath = path.Join(KeysDir, "signing.pub")
+	TLSKeyPath     = path.Join(KeysDir, "tls.key")
+	TLSCertPath    = path.Join(KeysDir, "tls.crt")
+	TokenPath      = path.Join(StateDir, "setup-token")
+	// ImageDigestPath is where the image build leaves the image's digest.
+	ImageDigestPath = "/usr/lib/omerta/image-digest"
+)
+
+// Paths of the system being prepared that are not first boot's own.
 const (
-	StateDir        = "/var/lib/omerta"
-	StateDBPath     = "/var/lib/omerta/state.db"
-	Dir             = "/var/lib/omerta/firstboot"
-	JournalPath     = "/var/lib/omerta/firstboot/journal.json"
-	SiteBasePath    = "/var/lib/omerta/firstboot/site-base.json"
-	ReportPath      = "/var/lib/omerta/firstboot/report.json"
-	ReportHTMLPath  = "/var/lib/omerta/firstboot/report.html"
-	DonePath        = "/var/lib/omerta/firstboot/done"
-	KeysDir         = "/var/lib/omerta/keys"
-	SigningKeyPath  = "/var/lib/omerta/keys/signing.key"
-	SigningPubPath  = "/var/lib/omerta/keys/signing.pub"
-	TLSKeyPath      = "/var/lib/omerta/keys/tls.key"
-	TLSCertPath     = "/var/lib/omerta/keys/tls.crt"
-	TokenPath       = "/var/lib/omerta/setup-token"
 	IssuePath       = "/etc/issue.d/50-omerta.issue"
 	MachineIDPath   = "/etc/machine-id"
 	HostnamePath    = "/etc/hostname"
@@ -52,9 +62,14 @@ const (
 	TimesyncdDropIn = "/etc/systemd/timesyncd.conf.d/50-omerta.conf"
 )
 
+// storeSchemas are the tables first boot writes: its step table, and the
+// probe baseline that ApplianceProber stores. omertad opens the same
+// database with these and its own.
+var storeSchemas = []store.Schema{Schema, probe.Schema}
+
 // SiteConfigPaths are the layers of the site configuration, later winning:
 // the image's file, then the places the ESP may be mounted.
-var SiteConfigPaths = []string{"/etc/omerta/omerta.yaml", "/efi/omerta.yaml", "/boot/efi/omerta.yaml", "/boot/omerta.yaml"}
+var SiteConfigPaths = []string{config.DefaultPath, "/efi/omerta.yaml", "/boot/efi/omerta.yaml", "/boot/omerta.yaml"}
 
 // Step names, in the order they run.
 const (
@@ -171,7 +186,11 @@ func (e *StepError) Unwrap() error { return e.Err }
 
 // Done reports whether first boot has completed on root.
 func Done(root string) bool {
-	_, err := os.Stat(under(rootOr(root), DonePath))
+	r, err := rootfs.New(rootOr(root))
+	if err != nil {
+		return false
+	}
+	_, err = r.Stat(DonePath)
 	return err == nil
 }
 
@@ -192,7 +211,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		// A power cut between writing the marker and journalling the done
 		// step leaves the journal one step short: finish it (the marker
 		// is kept as it is) rather than report a half-recorded success.
-		j, err := ReadJournal(r.path(JournalPath))
+		j, err := readJournal(r.fs, JournalPath)
 		if err != nil || j == nil || j.firstUnfinished() == len(j.Steps) {
 			r.printf("first boot already complete (%s exists); nothing changed", DonePath)
 			return Result{AlreadyDone: true}, nil
@@ -217,44 +236,56 @@ func newRunner(opts Options) (*runner, error) {
 	if opts.Prober == nil || opts.Hardener == nil {
 		return nil, errors.New("first boot needs a prober and a hardener")
 	}
-	r := &runner{opts: opts, root: filepath.Clean(root)}
-	if r.opts.Out == nil {
-		r.opts.Out = io.Discard
+	fs, err := rootfs.New(root)
+	if err != nil {
+		return nil, fmt.Errorf("first boot: %w", err)
 	}
-	if r.opts.Now == nil {
-		r.opts.Now = time.Now
-	}
-	if r.opts.ProbeRoot == "" {
-		r.opts.ProbeRoot = "/"
-	}
-	if r.opts.Addrs == nil {
-		r.opts.Addrs = liveAddrs
-	}
-	if r.opts.Notify == nil {
-		r.opts.Notify = sdNotify
-	}
-	if r.opts.Exec == nil {
-		r.opts.Exec = execCommand
-	}
-	if r.opts.Sethostname == nil {
-		r.opts.Sethostname = sethostname
-	}
-	if r.opts.ClockSynced == nil {
-		r.opts.ClockSynced = clockSynced
-	}
-	if r.opts.BootIDPath == "" {
-		r.opts.BootIDPath = "/proc/sys/kernel/random/boot_id"
-	}
+	r := &runner{opts: opts, root: filepath.Clean(root), fs: fs}
+	r.opts.setDefaults()
 	if r.opts.Lynis == nil && r.opts.Live {
 		r.opts.Lynis = r.runLynis
 	}
 	return r, nil
 }
 
+// setDefaults fills in the live system's clock, commands and files.
+func (o *Options) setDefaults() {
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ProbeRoot == "" {
+		o.ProbeRoot = "/"
+	}
+	if o.Addrs == nil {
+		o.Addrs = liveAddrs
+	}
+	if o.Notify == nil {
+		o.Notify = sdNotify
+	}
+	if o.Exec == nil {
+		o.Exec = execCommand
+	}
+	if o.Sethostname == nil {
+		o.Sethostname = sethostname
+	}
+	if o.ClockSynced == nil {
+		o.ClockSynced = clockSynced
+	}
+	if o.BootIDPath == "" {
+		o.BootIDPath = "/proc/sys/kernel/random/boot_id"
+	}
+}
+
 // runner is one run of first boot.
 type runner struct {
-	opts  Options
-	root  string
+	opts Options
+	root string
+	// fs is root: every file first boot reads or writes is resolved
+	// inside it, so a link in an image tree never leads to the host.
+	fs    rootfs.Root
 	j     *Journal
 	st    *store.Store
 	steps []step
@@ -270,7 +301,9 @@ type step struct {
 	run func(ctx context.Context) (data any, skip string, err error)
 }
 
-func (r *runner) path(p string) string { return under(r.root, p) }
+// path is p inside the root as a path on this machine, its directories
+// resolved inside the root and its last component kept; see under.
+func (r *runner) path(p string) string { return joinIn(r.fs, p) }
 
 func (r *runner) printf(format string, args ...any) {
 	fmt.Fprintf(r.opts.Out, "omerta-firstboot: "+format+"\n", args...)
@@ -322,39 +355,82 @@ func StepNames() []string {
 
 func (r *runner) run(ctx context.Context) (Result, error) {
 	r.steps = r.stepList()
-	names := StepNames()
-	for _, d := range []string{StateDir, Dir} {
-		if err := mkdirAll(r.path(d), 0o755); err != nil {
-			return Result{}, err
-		}
-	}
-	if err := mkdirAll(r.path(KeysDir), 0o700); err != nil {
+	if err := r.prepareDirs(); err != nil {
 		return Result{}, err
 	}
-	for _, d := range []string{StateDir, Dir, KeysDir, filepath.Dir(IssuePath)} {
-		if err := atomicfile.Sweep(r.path(d)); err != nil {
-			return Result{}, err
+	if err := r.openJournal(); err != nil {
+		return Result{}, err
+	}
+	res := Result{Attempts: r.j.Attempts}
+	st, err := store.Open(ctx, resolvedIn(r.fs, StateDBPath), store.WithSchemas(storeSchemas...))
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	r.st = st
+	if err := r.syncTable(ctx); err != nil {
+		return res, err
+	}
+	for i, s := range r.steps {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("first boot interrupted before step %s: %w", s.name, err)
+		}
+		if r.j.step(s.name).finished() {
+			continue
+		}
+		if err := r.runStep(ctx, i, s); err != nil {
+			return res, err
 		}
 	}
+	r.printf("first boot complete")
+	if err := r.printBanner(); err != nil {
+		return res, err
+	}
+	r.notify("First boot complete")
+	return res, nil
+}
 
-	j, err := ReadJournal(r.path(JournalPath))
+// prepareDirs creates first boot's directories and removes what writes
+// that a power cut interrupted left in them.
+func (r *runner) prepareDirs() error {
+	for _, d := range []string{StateDir, Dir} {
+		if err := r.fs.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := r.fs.MkdirAll(KeysDir, 0o700); err != nil {
+		return err
+	}
+	for _, d := range []string{StateDir, Dir, KeysDir, path.Dir(IssuePath)} {
+		if err := r.fs.Sweep(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openJournal reads the journal (or starts one), counts this attempt and
+// makes the count durable before any step runs.
+func (r *runner) openJournal() error {
+	names := StepNames()
+	j, err := readJournal(r.fs, JournalPath)
 	if err != nil {
-		return Result{}, fmt.Errorf("%w (move it aside to start first boot again)", err)
+		return fmt.Errorf("%w (move it aside to start first boot again)", err)
 	}
 	fresh := j == nil
 	if fresh {
 		j = newJournal(names)
 		j.StartedAt = r.opts.Now().UTC()
 	} else if err := j.reconcile(names); err != nil {
-		return Result{}, fmt.Errorf("journal %s: %w", JournalPath, err)
+		return fmt.Errorf("journal %s: %w", JournalPath, err)
 	}
 	r.j = j
 	if err := r.checkProfile(); err != nil {
-		return Result{}, err
+		return err
 	}
 	j.Attempts++
-	if err := j.write(r.path(JournalPath)); err != nil {
-		return Result{}, err
+	if err := j.writeIn(r.fs, JournalPath); err != nil {
+		return err
 	}
 	start := j.firstUnfinished()
 	if fresh || start == 0 && j.Steps[0].Attempts == 0 {
@@ -363,79 +439,69 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 		r.printf("attempt %d starting (resuming at %s)", j.Attempts, names[start])
 	}
 	r.notify("First boot: attempt %d", j.Attempts)
+	return nil
+}
 
-	st, err := store.Open(ctx, r.path(StateDBPath))
-	if err != nil {
-		return Result{Attempts: j.Attempts}, err
-	}
-	defer st.Close()
-	r.st = st
-	if err := r.syncTable(ctx); err != nil {
-		return Result{Attempts: j.Attempts}, err
-	}
-
+// runStep runs step i, journalling its start and its end; a failed step
+// is a *StepError, and the next run resumes there.
+func (r *runner) runStep(ctx context.Context, i int, s step) error {
 	n := len(r.steps)
-	for i, s := range r.steps {
-		if err := ctx.Err(); err != nil {
-			return Result{Attempts: j.Attempts}, fmt.Errorf("first boot interrupted before step %s: %w", s.name, err)
-		}
-		state := j.step(s.name)
-		if state.finished() {
-			continue
-		}
-		r.hook(s.name, "before")
-		r.cur = s.name
-		state.Status = StatusRunning
-		state.Attempts++
-		state.StartedAt = r.opts.Now().UTC()
-		state.FinishedAt = time.Time{}
-		state.Error, state.Reason = "", ""
-		if err := r.commit(ctx, state, ""); err != nil {
-			return Result{Attempts: j.Attempts}, err
-		}
-		r.printf("step %d/%d %s: running", i+1, n, s.name)
-		r.notify("First boot: step %d/%d %s", i+1, n, s.name)
+	state := r.j.step(s.name)
+	r.hook(s.name, "before")
+	r.cur = s.name
+	state.Status = StatusRunning
+	state.Attempts++
+	state.StartedAt = r.opts.Now().UTC()
+	state.FinishedAt = time.Time{}
+	state.Error, state.Reason = "", ""
+	if err := r.commit(ctx, state, ""); err != nil {
+		return err
+	}
+	r.printf("step %d/%d %s: running", i+1, n, s.name)
+	r.notify("First boot: step %d/%d %s", i+1, n, s.name)
 
-		data, skip, runErr := s.run(ctx)
-		if runErr == nil {
-			r.hook(s.name, "after")
-		}
-		state.FinishedAt = r.opts.Now().UTC()
-		switch {
-		case runErr != nil:
-			state.Status, state.Error = StatusFailed, oneLine(runErr.Error())
-		case skip != "":
-			state.Status, state.Reason = StatusSkipped, skip
-		default:
-			state.Status = StatusDone
-			if data != nil {
-				raw, err := marshalData(data)
-				if err != nil {
-					return Result{Attempts: j.Attempts}, fmt.Errorf("step %s: %w", s.name, err)
-				}
-				state.Data = raw
+	data, skip, runErr := s.run(ctx)
+	if runErr == nil {
+		r.hook(s.name, "after")
+	}
+	if err := r.finishStep(state, data, skip, runErr); err != nil {
+		return err
+	}
+	if err := r.commit(ctx, state, s.name); err != nil {
+		return err
+	}
+	switch state.Status {
+	case StatusFailed:
+		r.printf("step %d/%d %s: failed: %s", i+1, n, s.name, state.Error)
+		r.notify("First boot: step %s failed: %s", s.name, state.Error)
+		return &StepError{Step: s.name, Err: runErr}
+	case StatusSkipped:
+		r.printf("step %d/%d %s: skipped (%s)", i+1, n, s.name, skip)
+	default:
+		r.printf("step %d/%d %s: done in %s", i+1, n, s.name, state.FinishedAt.Sub(state.StartedAt).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// finishStep records how a step's run ended in its journal state.
+func (r *runner) finishStep(state *StepState, data any, skip string, runErr error) error {
+	state.FinishedAt = r.opts.Now().UTC()
+	switch {
+	case runErr != nil:
+		state.Status, state.Error = StatusFailed, oneLine(runErr.Error())
+	case skip != "":
+		state.Status, state.Reason = StatusSkipped, skip
+	default:
+		state.Status = StatusDone
+		if data != nil {
+			raw, err := marshalData(data)
+			if err != nil {
+				return fmt.Errorf("step %s: %w", state.Name, err)
 			}
-		}
-		if err := r.commit(ctx, state, s.name); err != nil {
-			return Result{Attempts: j.Attempts}, err
-		}
-		switch state.Status {
-		case StatusFailed:
-			r.printf("step %d/%d %s: failed: %s", i+1, n, s.name, state.Error)
-			r.notify("First boot: step %s failed: %s", s.name, state.Error)
-			return Result{Attempts: j.Attempts}, &StepError{Step: s.name, Err: runErr}
-		case StatusSkipped:
-			r.printf("step %d/%d %s: skipped (%s)", i+1, n, s.name, skip)
-		default:
-			r.printf("step %d/%d %s: done in %s", i+1, n, s.name, state.FinishedAt.Sub(state.StartedAt).Round(time.Millisecond))
+			state.Data = raw
 		}
 	}
-	r.printf("first boot complete")
-	if err := r.printBanner(); err != nil {
-		return Result{Attempts: j.Attempts}, err
-	}
-	r.notify("First boot complete")
-	return Result{Attempts: j.Attempts}, nil
+	return nil
 }
 
 // checkProfile refuses to resume under a different --profile than the one
@@ -459,7 +525,7 @@ func (r *runner) checkProfile() error {
 // commit makes a step boundary durable: the journal first (it is what a
 // rerun trusts), then the step table and the audit log for the console.
 func (r *runner) commit(ctx context.Context, s *StepState, audit string) error {
-	if err := r.j.write(r.path(JournalPath)); err != nil {
+	if err := r.j.writeIn(r.fs, JournalPath); err != nil {
 		return err
 	}
 	return r.record(ctx, s, audit != "")

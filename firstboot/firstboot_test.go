@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
@@ -75,7 +79,7 @@ func TestRunCompletes(t *testing.T) {
 	for p, mode := range map[string]os.FileMode{
 		SigningKeyPath: 0o600, TLSKeyPath: 0o600, SigningPubPath: 0o644, TLSCertPath: 0o644,
 		TokenPath: 0o600, JournalPath: 0o600, ReportPath: 0o644, ReportHTMLPath: 0o644, DonePath: 0o644,
-		IssuePath: 0o644, AdminKeysPath: 0o600, KeysDir: 0o700 | os.ModeDir,
+		IssuePath: 0o600, AdminKeysPath: 0o600, KeysDir: 0o700 | os.ModeDir,
 	} {
 		fi, err := os.Stat(under(root, p))
 		if err != nil {
@@ -531,18 +535,22 @@ func TestMachineID(t *testing.T) {
 
 func TestKeysKeptAndCertReissued(t *testing.T) {
 	dir := t.TempDir()
-	kp, cp := filepath.Join(dir, "tls.key"), filepath.Join(dir, "tls.crt")
-	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	dns := []string{"a", "a.local"}
-	c1, err := ensureTLS(kp, cp, dns, usableAddrs(testAddrs), now)
+	root, err := rootfs.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, err := ensureTLS(kp, cp, dns, usableAddrs(testAddrs), now.Add(time.Hour))
+	kp, cp := "/tls.key", "/tls.crt"
+	now := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	dns := []string{"a", "a.local"}
+	c1, err := ensureTLS(root, kp, cp, dns, usableAddrs(testAddrs), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := ensureTLS(root, kp, cp, dns, usableAddrs(testAddrs), now.Add(time.Hour))
 	if err != nil || !bytes.Equal(c1.Raw, c2.Raw) {
 		t.Fatalf("a fitting certificate was reissued (%v)", err)
 	}
-	c3, err := ensureTLS(kp, cp, dns, nil, now)
+	c3, err := ensureTLS(root, kp, cp, dns, nil, now)
 	if err != nil || bytes.Equal(c1.Raw, c3.Raw) || len(c3.IPAddresses) != 0 {
 		t.Fatalf("certificate not reissued for new addresses (%v)", err)
 	}
@@ -557,7 +565,7 @@ func TestKeysKeptAndCertReissued(t *testing.T) {
 	}
 
 	os.WriteFile(filepath.Join(dir, "signing.key"), []byte("not a key"), 0o600)
-	if _, err := ensureSigningKey(filepath.Join(dir, "signing.key"), filepath.Join(dir, "signing.pub")); err == nil || !strings.Contains(err.Error(), "move it aside") {
+	if _, err := ensureSigningKey(root, "/signing.key", "/signing.pub"); err == nil || !strings.Contains(err.Error(), "move it aside") {
 		t.Errorf("corrupt signing key: %v", err)
 	}
 }
@@ -599,4 +607,83 @@ func TestUsableAddrs(t *testing.T) {
 	if fmt.Sprint(got) != want {
 		t.Errorf("usableAddrs = %v, want %s", got, want)
 	}
+}
+
+// TestFirstBootStaysInsideRoot prepares an image whose /var/lib/omerta is
+// an absolute symlink and whose /etc/machine-id points out of the tree by
+// a relative one. Before rootfs, first boot followed both onto the host:
+// it wrote its journal, keys, token and database into the directory the
+// link named and took the host's machine-id for the device's. Inside the
+// root the links lead to the root's own copy of that path (or nowhere),
+// and the directory outside is left exactly as it was.
+func TestFirstBootStaysInsideRoot(t *testing.T) {
+	root := newTestRoot(t, nil)
+	outside := t.TempDir()
+	const hostID = "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(filepath.Join(outside, "machine-id"), []byte(hostID+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(outside, "state"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(root, outside, "state"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, MachineIDPath)); err != nil {
+		t.Fatal(err)
+	}
+	climb := strings.Repeat("../", 32) + strings.TrimPrefix(outside, "/")
+	if err := os.Symlink(climb+"/machine-id", filepath.Join(root, MachineIDPath)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(filepath.Join(root, StateDir)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "state"), filepath.Join(root, StateDir)); err != nil {
+		t.Fatal(err)
+	}
+	before := hashTree(t, outside)
+	if _, err := Run(context.Background(), testOptions(root, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, hashTree(t, outside)); diff != "" {
+		t.Fatalf("first boot changed files outside the root (-before +after):\n%s", diff)
+	}
+	h := readReport(t, root).Header
+	if h.MachineID == hostID || !machineIDRE.MatchString(h.MachineID) {
+		t.Errorf("machine-id %q: read through the link out of the root", h.MachineID)
+	}
+	if _, err := os.Stat(filepath.Join(root, outside, "state/firstboot/report.json")); err != nil {
+		t.Errorf("the report is not where the link leads inside the root: %v", err)
+	}
+}
+
+// hashTree records every entry under dir with its mode and content.
+func hashTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		e := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(data)
+			e += " " + hex.EncodeToString(sum[:])
+		}
+		out[strings.TrimPrefix(p, dir)] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

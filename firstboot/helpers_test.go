@@ -254,6 +254,9 @@ func normaliseFile(t testing.TB, rel string, data []byte) string {
 	case rel == StateDBPath:
 		// Compared through its step table by the tests (stepTable).
 		return "sqlite"
+	case rel == StateDBPath+".audit-head":
+		// The audit chain's head: a resumed run appended other entries.
+		return "audit head"
 	case rel == TokenPath:
 		var tok setupToken
 		if err := json.Unmarshal(data, &tok); err != nil {

@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"regexp"
 	"strings"
-
-	"github.com/omertaos/omertaos/appliance/atomicfile"
 )
 
 // identityData is what the identity step journals.
@@ -50,7 +47,7 @@ func (r *runner) stepIdentity(ctx context.Context) (any, string, error) {
 		return nil, "", err
 	}
 	var id identityData
-	raw, err := os.ReadFile(r.path(MachineIDPath))
+	raw, err := r.fs.ReadFile(MachineIDPath, smallFileLimit)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, "", fmt.Errorf("machine-id: %w", err)
 	}
@@ -70,7 +67,7 @@ func (r *runner) stepIdentity(ctx context.Context) (any, string, error) {
 		b[8] = b[8]&0x3f | 0x80
 		id.MachineID = hex.EncodeToString(b[:])
 		id.MachineIDGenerated = true
-		if _, err := atomicfile.WriteFile(r.path(MachineIDPath), []byte(id.MachineID+"\n"), 0o444); err != nil {
+		if _, err := r.fs.WriteFile(MachineIDPath, []byte(id.MachineID+"\n"), 0o444); err != nil {
 			return nil, "", fmt.Errorf("machine-id: %w", err)
 		}
 	default:
@@ -80,7 +77,7 @@ func (r *runner) stepIdentity(ctx context.Context) (any, string, error) {
 
 	id.Hostname = sd.Config.Hostname
 	if id.Hostname == "" {
-		cur, _ := os.ReadFile(r.path(HostnamePath))
+		cur, _ := r.fs.ReadFile(HostnamePath, smallFileLimit)
 		h := strings.TrimSpace(string(cur))
 		if hostnameRE.MatchString(h) && h != "localhost" && h != "debian" {
 			id.Hostname = h
@@ -103,17 +100,6 @@ func abbreviate(s string) string {
 	return s
 }
 
-// chownIfNeeded gives p to uid:gid unless it already belongs to them.
-func chownIfNeeded(p string, uid, gid int) error {
-	fi, err := os.Lstat(p)
-	if err != nil {
-		return err
-	}
-	if owner(fi) == [2]int{uid, gid} {
-		return nil
-	}
-	if err := os.Lchown(p, uid, gid); err != nil {
-		return fmt.Errorf("chown %s: %w", p, err)
-	}
-	return nil
-}
+// smallFileLimit caps the one-line files first boot reads (machine-id,
+// hostname, os-release): a few hundred bytes at most on any real system.
+const smallFileLimit = 64 << 10

@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/atomicfile"
+	"github.com/omertaos/omertaos/appliance/rootfs"
+	"github.com/omertaos/omertaos/appliance/safeio"
 )
 
 // JournalVersion is the shape of journal.json; a journal of another version
@@ -62,9 +63,25 @@ func newJournal(names []string) *Journal {
 	return j
 }
 
-// ReadJournal reads the journal at path. A missing journal is (nil, nil).
+// journalLimit caps the journal: it holds every hardening record with its
+// evidence excerpts (about 200 KiB for the enterprise profile); a journal
+// far beyond that was not written by first boot.
+const journalLimit = 16 << 20
+
+// ReadJournal reads the journal at path, a path on this machine. A missing
+// journal is (nil, nil).
 func ReadJournal(path string) (*Journal, error) {
-	data, err := os.ReadFile(path)
+	data, err := safeio.ReadFile(path, journalLimit)
+	return parseJournal(data, err, path)
+}
+
+// readJournal reads the journal at p inside root.
+func readJournal(root rootfs.Root, p string) (*Journal, error) {
+	data, err := root.ReadFile(p, journalLimit)
+	return parseJournal(data, err, p)
+}
+
+func parseJournal(data []byte, err error, path string) (*Journal, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -138,11 +155,30 @@ func (j *Journal) decode(name string, v any) (bool, error) {
 	return true, nil
 }
 
+// writeIn writes the journal at p inside root.
+func (j *Journal) writeIn(root rootfs.Root, p string) error {
+	data, err := j.encode()
+	if err != nil {
+		return err
+	}
+	_, err = root.WriteFile(p, data, 0o600)
+	return err
+}
+
+// write writes the journal at path, a path on this machine (tests).
 func (j *Journal) write(path string) error {
+	data, err := j.encode()
+	if err != nil {
+		return err
+	}
+	_, err = atomicfile.WriteFile(path, data, 0o600)
+	return err
+}
+
+func (j *Journal) encode() ([]byte, error) {
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encoding journal: %w", err)
+		return nil, fmt.Errorf("encoding journal: %w", err)
 	}
-	_, err = atomicfile.WriteFile(path, append(data, '\n'), 0o600)
-	return err
+	return append(data, '\n'), nil
 }

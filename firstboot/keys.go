@@ -19,12 +19,11 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/omertaos/omertaos/appliance/atomicfile"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
@@ -51,7 +50,7 @@ func (r *runner) stepKeys(ctx context.Context) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	signer, err := ensureSigningKey(r.path(SigningKeyPath), r.path(SigningPubPath))
+	signer, err := ensureSigningKey(r.fs, SigningKeyPath, SigningPubPath)
 	if err != nil {
 		return nil, "", err
 	}
@@ -62,7 +61,7 @@ func (r *runner) stepKeys(ctx context.Context) (any, string, error) {
 	}
 	addrs = usableAddrs(addrs)
 	dns := []string{id.Hostname, id.Hostname + ".local"}
-	cert, err := ensureTLS(r.path(TLSKeyPath), r.path(TLSCertPath), dns, addrs, r.opts.Now())
+	cert, err := ensureTLS(r.fs, TLSKeyPath, TLSCertPath, dns, addrs, r.opts.Now())
 	if err != nil {
 		return nil, "", err
 	}
@@ -78,11 +77,11 @@ func (r *runner) stepKeys(ctx context.Context) (any, string, error) {
 	return kd, "", nil
 }
 
-// ensureSigningKey loads the Ed25519 device key, creating it on the first
-// run. An existing key that does not parse is an error, not a reason to mint
-// another: it is the device's identity.
-func ensureSigningKey(keyPath, pubPath string) (ed25519.PrivateKey, error) {
-	key, err := readPrivateKey(keyPath)
+// ensureSigningKey loads the Ed25519 device key at keyPath inside root,
+// creating it on the first run. An existing key that does not parse is an
+// error, not a reason to mint another: it is the device's identity.
+func ensureSigningKey(root rootfs.Root, keyPath, pubPath string) (ed25519.PrivateKey, error) {
+	key, err := readPrivateKey(root, keyPath)
 	var priv ed25519.PrivateKey
 	switch {
 	case err == nil:
@@ -96,7 +95,7 @@ func ensureSigningKey(keyPath, pubPath string) (ed25519.PrivateKey, error) {
 		if gerr != nil {
 			return nil, fmt.Errorf("generating signing key: %w", gerr)
 		}
-		if err := writePrivateKey(keyPath, k); err != nil {
+		if err := writePrivateKey(root, keyPath, k); err != nil {
 			return nil, err
 		}
 		priv = k
@@ -105,7 +104,7 @@ func ensureSigningKey(keyPath, pubPath string) (ed25519.PrivateKey, error) {
 	}
 	// The public half is rewritten from the private one, so a power cut
 	// between the two files heals itself.
-	if _, err := atomicfile.WriteFile(pubPath, report.EncodePublicKey(priv.Public().(ed25519.PublicKey)), 0o644); err != nil {
+	if _, err := root.WriteFile(pubPath, report.EncodePublicKey(priv.Public().(ed25519.PublicKey)), 0o644); err != nil {
 		return nil, fmt.Errorf("writing signing public key: %w", err)
 	}
 	return priv, nil
@@ -113,7 +112,11 @@ func ensureSigningKey(keyPath, pubPath string) (ed25519.PrivateKey, error) {
 
 // LoadSigningKey reads the device's Ed25519 signing key from root.
 func LoadSigningKey(root string) (ed25519.PrivateKey, error) {
-	key, err := readPrivateKey(under(rootOr(root), SigningKeyPath))
+	r, err := rootfs.New(rootOr(root))
+	if err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	key, err := readPrivateKey(r, SigningKeyPath)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
@@ -124,8 +127,11 @@ func LoadSigningKey(root string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
-func readPrivateKey(p string) (crypto.PrivateKey, error) {
-	data, err := os.ReadFile(p)
+// keyLimit is far above a PEM key or certificate (under 2 KiB).
+const keyLimit = 64 << 10
+
+func readPrivateKey(root rootfs.Root, p string) (crypto.PrivateKey, error) {
+	data, err := root.ReadFile(p, keyLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -140,12 +146,12 @@ func readPrivateKey(p string) (crypto.PrivateKey, error) {
 	return k, nil
 }
 
-func writePrivateKey(p string, k crypto.PrivateKey) error {
+func writePrivateKey(root rootfs.Root, p string, k crypto.PrivateKey) error {
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	if err != nil {
 		return fmt.Errorf("encoding %s: %w", p, err)
 	}
-	_, err = atomicfile.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	_, err = root.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	return err
 }
 
@@ -153,9 +159,26 @@ func writePrivateKey(p string, k crypto.PrivateKey) error {
 // certificate for it. The certificate is kept when it belongs to the key,
 // names exactly dns and addrs, and is valid now; otherwise it is reissued
 // with the same key, so the fingerprint changes but a pinned key does not.
-func ensureTLS(keyPath, certPath string, dns []string, addrs []netip.Addr, now time.Time) (*x509.Certificate, error) {
+func ensureTLS(root rootfs.Root, keyPath, certPath string, dns []string, addrs []netip.Addr, now time.Time) (*x509.Certificate, error) {
+	key, err := ensureTLSKey(root, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	var ips []net.IP
+	for _, a := range addrs {
+		ips = append(ips, net.IP(a.AsSlice()))
+	}
+	if cert, err := readCert(root, certPath); err == nil && certFits(cert, key, dns, ips, now) {
+		return cert, nil
+	}
+	return issueCert(root, certPath, key, dns, ips, now)
+}
+
+// ensureTLSKey loads the ECDSA P-256 key at keyPath, creating it on the
+// first run.
+func ensureTLSKey(root rootfs.Root, keyPath string) (*ecdsa.PrivateKey, error) {
 	var key *ecdsa.PrivateKey
-	k, err := readPrivateKey(keyPath)
+	k, err := readPrivateKey(root, keyPath)
 	switch {
 	case err == nil:
 		ek, ok := k.(*ecdsa.PrivateKey)
@@ -167,20 +190,17 @@ func ensureTLS(keyPath, certPath string, dns []string, addrs []netip.Addr, now t
 		if key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 			return nil, fmt.Errorf("generating TLS key: %w", err)
 		}
-		if err := writePrivateKey(keyPath, key); err != nil {
+		if err := writePrivateKey(root, keyPath, key); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("TLS key: %w; move it aside to create a new one", err)
 	}
+	return key, nil
+}
 
-	var ips []net.IP
-	for _, a := range addrs {
-		ips = append(ips, net.IP(a.AsSlice()))
-	}
-	if cert, err := readCert(certPath); err == nil && certFits(cert, key, dns, ips, now) {
-		return cert, nil
-	}
+// issueCert writes a new self-signed certificate for key at certPath.
+func issueCert(root rootfs.Root, certPath string, key *ecdsa.PrivateKey, dns []string, ips []net.IP, now time.Time) (*x509.Certificate, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, fmt.Errorf("generating certificate serial: %w", err)
@@ -200,14 +220,14 @@ func ensureTLS(keyPath, certPath string, dns []string, addrs []netip.Addr, now t
 	if err != nil {
 		return nil, fmt.Errorf("creating TLS certificate: %w", err)
 	}
-	if _, err := atomicfile.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if _, err := root.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return nil, fmt.Errorf("writing TLS certificate: %w", err)
 	}
 	return x509.ParseCertificate(der)
 }
 
-func readCert(p string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(p)
+func readCert(root rootfs.Root, p string) (*x509.Certificate, error) {
+	data, err := root.ReadFile(p, keyLimit)
 	if err != nil {
 		return nil, err
 	}

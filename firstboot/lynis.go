@@ -2,6 +2,7 @@ package firstboot
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
@@ -21,7 +23,7 @@ func (r *runner) stepLynis(ctx context.Context) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := os.Stat(r.path(LynisPath)); err != nil {
+	if _, err := r.fs.Stat(LynisPath); err != nil {
 		return nil, "Lynis is not installed", nil
 	}
 	if !sd.Config.Firstboot.LynisEnabled() {
@@ -41,12 +43,11 @@ func (r *runner) stepLynis(ctx context.Context) (any, string, error) {
 	if err := r.opts.Lynis(ctx, tmp); err != nil {
 		return nil, "", fmt.Errorf("lynis: %w", err)
 	}
-	rf, err := os.Open(tmp)
+	data, err := safeio.ReadFile(tmp, lynisReportLimit)
 	if err != nil {
 		return nil, "", fmt.Errorf("lynis: reading its report: %w", err)
 	}
-	defer rf.Close()
-	res, err := ParseLynisReport(rf)
+	res, err := ParseLynisReport(bytes.NewReader(data))
 	if err != nil {
 		return nil, "", fmt.Errorf("lynis: %w", err)
 	}
@@ -56,6 +57,13 @@ func (r *runner) stepLynis(ctx context.Context) (any, string, error) {
 func (r *runner) runLynis(ctx context.Context, reportFile string) error {
 	return r.opts.Exec(ctx, LynisPath, "audit", "system", "--quick", "--no-colors", "--report-file", reportFile)
 }
+
+// lynisReportLimit is ten times the report of a full audit (about 300 KiB);
+// maxLynisWarnings keeps the report's list readable and bounded.
+const (
+	lynisReportLimit = 4 << 20
+	maxLynisWarnings = 1000
+)
 
 // ParseLynisReport reads what matters from a Lynis report file (key=value
 // lines, "[]" keys repeated): the hardening index, the warnings as
@@ -91,6 +99,9 @@ func ParseLynisReport(rd io.Reader) (*report.Lynis, error) {
 			}
 			if len(f) > 2 && f[2] != "-" && strings.TrimSpace(f[2]) != "" {
 				w += " (" + strings.TrimSpace(f[2]) + ")"
+			}
+			if len(res.Warnings) == maxLynisWarnings {
+				return nil, fmt.Errorf("report has more than %d warnings", maxLynisWarnings)
 			}
 			res.Warnings = append(res.Warnings, w)
 		case "suggestion[]":

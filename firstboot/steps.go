@@ -6,13 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
+	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/version"
 	"github.com/omertaos/omertaos/firstboot/report"
 )
@@ -42,7 +42,7 @@ func (r *runner) stepProbe(ctx context.Context) (any, string, error) {
 		return nil, "", err
 	}
 	r.mid()
-	v, err := r.opts.Prober.Probe(ctx, ProbeOptions{Root: r.opts.ProbeRoot, StateDir: r.path(StateDir), Profile: sd.Config.Profile, Now: r.opts.Now}, r.st)
+	v, err := r.opts.Prober.Probe(ctx, ProbeOptions{Root: r.opts.ProbeRoot, StateDir: resolvedIn(r.fs, StateDir), Profile: sd.Config.Profile, Now: r.opts.Now}, r.st)
 	if ctx.Err() != nil {
 		return nil, "", fmt.Errorf("probe: %w", ctx.Err())
 	}
@@ -113,7 +113,7 @@ func (r *runner) stepReport(ctx context.Context) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if _, err := atomicfile.WriteFile(r.path(ReportPath), data, 0o644); err != nil {
+	if _, err := r.fs.WriteFile(ReportPath, data, 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing report: %w", err)
 	}
 	r.mid()
@@ -121,7 +121,7 @@ func (r *runner) stepReport(ctx context.Context) (any, string, error) {
 	if err := report.RenderHTML(&html, rep); err != nil {
 		return nil, "", fmt.Errorf("rendering report: %w", err)
 	}
-	if _, err := atomicfile.WriteFile(r.path(ReportHTMLPath), []byte(html.String()), 0o644); err != nil {
+	if _, err := r.fs.WriteFile(ReportHTMLPath, []byte(html.String()), 0o644); err != nil {
 		return nil, "", fmt.Errorf("writing report: %w", err)
 	}
 	sum := sha256.Sum256(data)
@@ -190,7 +190,7 @@ func (r *runner) buildReport() (*report.Report, error) {
 func (r *runner) imageInfo(fallback string) report.Image {
 	img := report.Image{Version: fallback}
 	for _, p := range []string{"/etc/os-release", "/usr/lib/os-release"} {
-		data, err := os.ReadFile(r.path(p))
+		data, err := r.fs.ReadFile(p, smallFileLimit)
 		if err != nil {
 			continue
 		}
@@ -201,14 +201,18 @@ func (r *runner) imageInfo(fallback string) report.Image {
 		}
 		break
 	}
-	if d := readTrim(r.path("/usr/lib/omerta/image-digest")); strings.HasPrefix(d, "sha256:") && len(d) == 71 {
-		img.Digest = d
+	if b, err := r.fs.ReadFile(ImageDigestPath, smallFileLimit); err == nil {
+		if d := strings.TrimSpace(string(b)); strings.HasPrefix(d, "sha256:") && len(d) == 71 {
+			img.Digest = d
+		}
 	}
 	return img
 }
 
+// readTrim reads a short file of this machine (not of the root being
+// prepared: the boot ID and the kernel are the running system's).
 func readTrim(p string) string {
-	b, err := os.ReadFile(p)
+	b, err := safeio.ReadFile(p, smallFileLimit)
 	if err != nil {
 		return ""
 	}
@@ -225,10 +229,10 @@ func (r *runner) stepDone(ctx context.Context) (any, string, error) {
 	}
 	body := fmt.Sprintf("first boot complete %s\nreport sha256 %s\n", r.opts.Now().UTC().Format(time.RFC3339), rd.SHA256)
 	r.mid()
-	if cur, err := os.ReadFile(r.path(DonePath)); err == nil && strings.Contains(string(cur), "report sha256 "+rd.SHA256+"\n") {
+	if cur, err := r.fs.ReadFile(DonePath, smallFileLimit); err == nil && strings.Contains(string(cur), "report sha256 "+rd.SHA256+"\n") {
 		return nil, "", nil // written by the attempt that a power cut stopped
 	}
-	if _, err := atomicfile.WriteFile(r.path(DonePath), []byte(body), 0o644); err != nil {
+	if _, err := r.fs.WriteFile(DonePath, []byte(body), 0o644); err != nil {
 		return nil, "", err
 	}
 	return nil, "", nil
@@ -237,7 +241,11 @@ func (r *runner) stepDone(ctx context.Context) (any, string, error) {
 // Profile returns the profile first boot chose on root, once its site step
 // has run.
 func Profile(root string) (config.Profile, error) {
-	j, err := ReadJournal(under(rootOr(root), JournalPath))
+	r, err := rootfs.New(rootOr(root))
+	if err != nil {
+		return "", fmt.Errorf("first boot has not chosen a profile yet (%w)", err)
+	}
+	j, err := readJournal(r, JournalPath)
 	if err != nil || j == nil {
 		return "", fmt.Errorf("first boot has not chosen a profile yet (%v)", err)
 	}

@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
-	"github.com/omertaos/omertaos/appliance/atomicfile"
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // Control is one hardening control: data that an auditor reads (ID, title,
@@ -91,12 +90,26 @@ func (c Control) run(e *env) Result {
 // options and a cache of what has been read, so that thirty sysctl controls
 // read the sysctl files once.
 type env struct {
-	ctx   context.Context
-	opts  Options
-	root  string
+	ctx  context.Context
+	opts Options
+	// fs is opts.Root: every path a control names is resolved inside it,
+	// symlinks included, so an image's /var/run -> /run or a planted
+	// ../../../etc/shadow never reaches the host running the command.
+	fs    rootfs.Root
 	cache map[string]readResult
+	dirs  map[string]dirResult
 	cmds  map[string]cmdResult
 }
+
+type dirResult struct {
+	ents []fs.DirEntry
+	err  error
+}
+
+// readLimit caps every file a control reads. The largest ones are
+// /proc/self/mountinfo on a host with many containers and login.defs
+// (12 KiB); a file larger than this is refused, not parsed.
+const readLimit = 4 << 20
 
 type readResult struct {
 	data   []byte
@@ -109,24 +122,33 @@ type cmdResult struct {
 	err error
 }
 
+// newEnv needs normalised options (opts.fs set).
 func newEnv(ctx context.Context, opts Options) *env {
-	return &env{ctx: ctx, opts: opts, root: opts.Root, cache: map[string]readResult{}, cmds: map[string]cmdResult{}}
+	e := &env{ctx: ctx, opts: opts, fs: opts.fs}
+	e.resetCache()
+	return e
 }
 
 func (e *env) resetCache() {
 	e.cache = map[string]readResult{}
+	e.dirs = map[string]dirResult{}
 	e.cmds = map[string]cmdResult{}
+}
+
+// readDir lists p (a missing directory is an error wrapping
+// fs.ErrNotExist), once per check pass.
+func (e *env) readDir(p string) ([]fs.DirEntry, error) {
+	if r, ok := e.dirs[p]; ok {
+		return r.ents, r.err
+	}
+	ents, err := e.fs.ReadDir(p)
+	e.dirs[p] = dirResult{ents, err}
+	return ents, err
 }
 
 func (e *env) profile() config.Profile { return e.opts.Profile }
 
-// path maps an absolute path on the target system to the host path.
-func (e *env) path(p string) string { return filepath.Join(e.root, p) }
-
-func (e *env) exists(p string) bool {
-	_, err := os.Lstat(e.path(p))
-	return err == nil
-}
+func (e *env) exists(p string) bool { return e.fs.Exists(p) }
 
 // read returns the content of p (a path on the target) and whether it
 // exists; a missing file is not an error.
@@ -134,10 +156,10 @@ func (e *env) read(p string) ([]byte, bool, error) {
 	if r, ok := e.cache[p]; ok {
 		return r.data, r.exists, r.err
 	}
-	data, err := os.ReadFile(e.path(p))
+	data, err := e.fs.ReadFile(p, readLimit)
 	r := readResult{data: data, exists: err == nil}
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		r.err = fmt.Errorf("reading %s: %w", p, err)
+		r.err = err
 	}
 	e.cache[p] = r
 	return r.data, r.exists, r.err
@@ -170,13 +192,14 @@ func cmdEvidence(cmd string, out []byte, excerpt string) Evidence {
 	return Evidence{Source: cmd, SHA256: sum(out), Excerpt: excerpt}
 }
 
-// writeFile writes data to p under the root atomically (see atomicfile)
-// unless the file already has exactly this content and mode. It reports
-// whether it wrote.
+// writeFile writes data to p inside the root atomically (see
+// rootfs.WriteFile) unless the file already has exactly this content and
+// mode. It reports whether it wrote.
 func (e *env) writeFile(p string, data []byte, mode os.FileMode) (bool, error) {
-	changed, err := atomicfile.WriteFile(e.path(p), data, mode)
+	changed, err := e.fs.WriteFile(p, data, mode)
 	if changed {
 		delete(e.cache, p)
+		e.dirs = map[string]dirResult{}
 	}
 	return changed, err
 }

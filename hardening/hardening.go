@@ -14,10 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // Outcome is a control's result in the XCCDF vocabulary.
@@ -72,6 +72,8 @@ type Runner func(ctx context.Context, name string, args ...string) ([]byte, erro
 // Options says where and how to harden.
 type Options struct {
 	// Root is "/" on a live system, an image tree or a temp dir otherwise.
+	// Symlinks in it resolve inside it (see appliance/rootfs): no control
+	// reads, writes, chmods or chowns anything outside the root.
 	Root    string
 	Profile config.Profile
 	// Site supplies ssh.enabled (admits port 22) and console.port.
@@ -84,6 +86,8 @@ type Options struct {
 	Now  func() time.Time
 	// Runner runs commands for live steps; nil runs them with os/exec.
 	Runner Runner
+
+	fs rootfs.Root // Root, opened by normalise
 }
 
 // Applied is what Apply did: the files it wrote or whose metadata it
@@ -98,11 +102,11 @@ func (o *Options) normalise() error {
 	if o.Root == "" {
 		o.Root = "/"
 	}
-	root, err := filepath.Abs(o.Root)
+	root, err := rootfs.New(o.Root)
 	if err != nil {
-		return fmt.Errorf("hardening root %q: %w", o.Root, err)
+		return fmt.Errorf("hardening: %w", err)
 	}
-	o.Root = root
+	o.fs, o.Root = root, root.Dir()
 	if o.Profile == "" {
 		o.Profile = o.Site.Profile
 	}

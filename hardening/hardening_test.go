@@ -28,7 +28,7 @@ var fixedNow = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.
 func fixtureRoot(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: the permission controls chown files to root and the shadow group (CI runs as root)")
+		t.Skipf("needs root, or a user namespace to be root in: the permission controls give files to root (%v)", usernsErr)
 	}
 	dst := t.TempDir()
 	err := filepath.WalkDir("testdata/root", func(p string, d fs.DirEntry, err error) error {
@@ -56,7 +56,7 @@ func fixtureRoot(t *testing.T) string {
 		gid  int
 	}{
 		{"etc/shadow", 0o644, 0}, // too open: apply must tighten it
-		{"etc/gshadow", 0o640, 42},
+		{"etc/gshadow", 0o640, mappedGID(42)},
 		{"etc/passwd", 0o664, 0},
 		{"etc/group", 0o644, 0},
 		{"etc/ssh/sshd_config", 0o644, 0},

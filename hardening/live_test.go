@@ -139,7 +139,7 @@ func TestNftRulesetLoads(t *testing.T) {
 		t.Skip("nft is not installed (apt-get install nftables); the ruleset is checked by the golden files only")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace for nft")
+		t.Skipf("needs root, or a user namespace to be root in, to create a network namespace for nft (%v)", usernsErr)
 	}
 	root := t.TempDir()
 	s := site(true)

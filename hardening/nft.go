@@ -2,8 +2,6 @@ package hardening
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -143,97 +141,105 @@ func nftCheck(expected string, judge func(e *env, text string) (bool, string)) f
 }
 
 func nftControls() []Control {
-	return []Control{
-		{
-			ID:         "nft.input-policy",
-			Title:      "nftables drops inbound traffic that no rule admits (default deny)",
-			References: refs(cis("4.3.8"), srg("SRG-OS-000480-GPOS-00232")),
-			Profiles:   all,
-			owned:      func(e *env) (string, []string) { return nftFile, nftRuleset(e) },
-			check: nftCheck("table inet "+nftTable+" input hook with policy drop", func(_ *env, t string) (bool, string) {
-				_, drop, _ := nftParse(t)
-				if !drop {
-					return false, "no input hook chain with policy drop"
-				}
-				return true, "input hook chain with policy drop"
-			}),
+	return []Control{nftInputPolicy(), nftAdmittedPorts(), nftPreserveChains(), nftServiceEnabled()}
+}
+
+func nftInputPolicy() Control {
+	return Control{
+		ID:         "nft.input-policy",
+		Title:      "nftables drops inbound traffic that no rule admits (default deny)",
+		References: refs(cis("4.3.8"), srg("SRG-OS-000480-GPOS-00232")),
+		Profiles:   all,
+		owned:      func(e *env) (string, []string) { return nftFile, nftRuleset(e) },
+		check: nftCheck("table inet "+nftTable+" input hook with policy drop", func(_ *env, t string) (bool, string) {
+			_, drop, _ := nftParse(t)
+			if !drop {
+				return false, "no input hook chain with policy drop"
+			}
+			return true, "input hook chain with policy drop"
+		}),
+	}
+}
+
+func nftAdmittedPorts() Control {
+	return Control{
+		ID:         "nft.admitted-ports",
+		Title:      "Only the console port, and SSH when the site enables it, are admitted",
+		References: refs(cis("4.3.3"), srg("SRG-OS-000096-GPOS-00050")),
+		Profiles:   all,
+		check: func(e *env) outcome {
+			want := admittedPorts(e)
+			return nftCheck("tcp ports admitted: "+nftPortExpr(want), func(_ *env, t string) (bool, string) {
+				got, _, _ := nftParse(t)
+				return slices.Equal(got, want), "tcp ports admitted: " + nftPortExpr(got)
+			})(e)
 		},
-		{
-			ID:         "nft.admitted-ports",
-			Title:      "Only the console port, and SSH when the site enables it, are admitted",
-			References: refs(cis("4.3.3"), srg("SRG-OS-000096-GPOS-00050")),
-			Profiles:   all,
-			check: func(e *env) outcome {
-				want := admittedPorts(e)
-				return nftCheck("tcp ports admitted: "+nftPortExpr(want), func(_ *env, t string) (bool, string) {
-					got, _, _ := nftParse(t)
-					return slices.Equal(got, want), "tcp ports admitted: " + nftPortExpr(got)
-				})(e)
-			},
-		},
-		{
-			ID:         "nft.preserve-runtime-chains",
-			Title:      "The firewall configuration replaces only its own table, leaving containerd's forward chains",
-			References: refs(cis("4.3.1")),
-			Profiles:   all,
-			// Judged in the file only: a loaded ruleset does not show how it
-			// was loaded.
-			check: func(e *env) outcome {
-				o := outcome{expected: "no \"flush ruleset\" in " + nftFile}
-				data, exists, err := e.read(nftFile)
-				if err != nil {
-					o.result, o.actual = Error, err.Error()
-					return o
-				}
-				o.evidence = []Evidence{fileEvidence(nftFile, data, exists, "")}
-				_, _, flush := nftParse(string(data))
-				switch {
-				case !exists:
-					o.result, o.actual = Fail, nftFile+" does not exist"
-				case flush:
-					o.result, o.actual = Fail, "flushes the whole ruleset, which deletes containerd's and CNI's rules on reload"
-				default:
-					o.result, o.actual = Pass, "replaces only table inet "+nftTable
-				}
+	}
+}
+
+// nftPreserveChains is judged in the file only: a loaded ruleset does not
+// show how it was loaded.
+func nftPreserveChains() Control {
+	return Control{
+		ID:         "nft.preserve-runtime-chains",
+		Title:      "The firewall configuration replaces only its own table, leaving containerd's forward chains",
+		References: refs(cis("4.3.1")),
+		Profiles:   all,
+		check: func(e *env) outcome {
+			o := outcome{expected: "no \"flush ruleset\" in " + nftFile}
+			data, exists, err := e.read(nftFile)
+			if err != nil {
+				o.result, o.actual = Error, err.Error()
 				return o
-			},
+			}
+			o.evidence = []Evidence{fileEvidence(nftFile, data, exists, "")}
+			_, _, flush := nftParse(string(data))
+			switch {
+			case !exists:
+				o.result, o.actual = Fail, nftFile+" does not exist"
+			case flush:
+				o.result, o.actual = Fail, "flushes the whole ruleset, which deletes containerd's and CNI's rules on reload"
+			default:
+				o.result, o.actual = Pass, "replaces only table inet "+nftTable
+			}
+			return o
 		},
-		{
-			ID:         "nft.service-enabled",
-			Title:      "nftables.service loads the firewall at boot",
-			References: refs(cis("4.3.2")),
-			Profiles:   all,
-			applies: func(e *env) (bool, string) {
-				if nftUnit(e) == "" {
-					return false, "nftables is not installed (no " + nftService + ")"
-				}
-				return true, ""
-			},
-			apply: func(e *env) ([]string, error) {
-				unit := nftUnit(e)
-				if t, err := os.Readlink(e.path(nftWants)); err == nil && t == unit {
-					return nil, nil
-				}
-				if err := os.MkdirAll(filepath.Dir(e.path(nftWants)), 0o755); err != nil {
-					return nil, fmt.Errorf("enabling %s: %w", nftService, err)
-				}
-				_ = os.Remove(e.path(nftWants))
-				if err := os.Symlink(unit, e.path(nftWants)); err != nil {
-					return nil, fmt.Errorf("enabling %s: %w", nftService, err)
-				}
-				return []string{nftWants}, nil
-			},
-			check: func(e *env) outcome {
-				o := outcome{expected: nftWants + " -> " + nftUnit(e)}
-				t, err := os.Readlink(e.path(nftWants))
-				o.evidence = []Evidence{{Source: "readlink " + nftWants, SHA256: sum([]byte(t)), Excerpt: t}}
-				if err != nil {
-					o.result, o.actual = Fail, nftService+" is not enabled"
-					return o
-				}
-				o.result, o.actual = Pass, "enabled ("+nftWants+" -> "+t+")"
+	}
+}
+
+func nftServiceEnabled() Control {
+	return Control{
+		ID:         "nft.service-enabled",
+		Title:      "nftables.service loads the firewall at boot",
+		References: refs(cis("4.3.2")),
+		Profiles:   all,
+		applies: func(e *env) (bool, string) {
+			if nftUnit(e) == "" {
+				return false, "nftables is not installed (no " + nftService + ")"
+			}
+			return true, ""
+		},
+		apply: func(e *env) ([]string, error) {
+			changed, err := e.fs.Symlink(nftUnit(e), nftWants)
+			e.dirs = map[string]dirResult{}
+			if err != nil {
+				return nil, fmt.Errorf("enabling %s: %w", nftService, err)
+			}
+			if !changed {
+				return nil, nil
+			}
+			return []string{nftWants}, nil
+		},
+		check: func(e *env) outcome {
+			o := outcome{expected: nftWants + " -> " + nftUnit(e)}
+			t, err := e.fs.Readlink(nftWants)
+			o.evidence = []Evidence{{Source: "readlink " + nftWants, SHA256: sum([]byte(t)), Excerpt: t}}
+			if err != nil {
+				o.result, o.actual = Fail, nftService+" is not enabled"
 				return o
-			},
+			}
+			o.result, o.actual = Pass, "enabled ("+nftWants+" -> "+t+")"
+			return o
 		},
 	}
 }

@@ -2,9 +2,12 @@ package hardening
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -41,7 +44,7 @@ func TestSysctlPrecedence(t *testing.T) {
 	write("/usr/lib/sysctl.d/70-y.conf", "kernel.sysrq = 1\n")
 	write("/etc/sysctl.d/70-y.conf", "kernel.sysrq = 0\n") // hides /usr/lib's 70-y.conf
 	write("/etc/sysctl.conf", "kernel.dmesg_restrict = 1\n")
-	e := newEnv(context.Background(), Options{Root: root})
+	e := testEnv(t, root)
 	eff, _, err := e.sysctlConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +113,7 @@ func TestEnsureMountOptionEditsImageEntry(t *testing.T) {
 	root := t.TempDir()
 	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
 	os.WriteFile(filepath.Join(root, fstabFile), []byte("tmpfs /tmp tmpfs exec,mode=1777\n"), 0o644)
-	e := newEnv(context.Background(), Options{Root: root})
+	e := testEnv(t, root)
 	for _, o := range []string{"nodev", "noexec", "noexec"} {
 		if _, err := ensureMountOption(e, "/tmp", o); err != nil {
 			t.Fatal(err)
@@ -151,7 +154,7 @@ func TestSSHDEffective(t *testing.T) {
 	write(sshdConfig, "Include sshd_config.d/*.conf\nPermitRootLogin yes\nX11Forwarding yes\nMatch User bob\n  PasswordAuthentication yes\n")
 	write("/etc/ssh/sshd_config.d/50-a.conf", "permitrootlogin=no\nAllowUsers alice\nMatch Address 10.0.0.0/8\n  X11Forwarding no\n")
 	write("/etc/ssh/sshd_config.d/60-b.conf", "PermitRootLogin prohibit-password\nAllowUsers carol\n")
-	e := newEnv(context.Background(), Options{Root: root})
+	e := testEnv(t, root)
 	vals, from, _, err := e.sshdEffective()
 	if err != nil {
 		t.Fatal(err)
@@ -177,7 +180,7 @@ func TestModprobeFirstInstallWins(t *testing.T) {
 	os.MkdirAll(filepath.Join(root, "usr/lib/modprobe.d"), 0o755)
 	os.WriteFile(filepath.Join(root, "usr/lib/modprobe.d/10-vendor.conf"), []byte("install usb_storage /sbin/modprobe --ignore-install usb_storage\n"), 0o644)
 	os.WriteFile(filepath.Join(root, "etc/modprobe.d/50-x.conf"), []byte("install usb-storage /bin/false\nblacklist usb-storage\n"), 0o644)
-	e := newEnv(context.Background(), Options{Root: root})
+	e := testEnv(t, root)
 	st, _, err := e.modprobeConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -198,9 +201,91 @@ func TestSystemdSetting(t *testing.T) {
 	write("/usr/lib/systemd/journald.conf.d/90-vendor.conf", "[Journal]\nStorage=volatile\n")
 	write("/etc/systemd/journald.conf.d/90-vendor.conf", "[Journal]\n#Storage=volatile\n") // masks the vendor drop-in
 	write("/etc/systemd/journald.conf.d/60-x.conf", "[Other]\nStorage=none\n[Journal]\nStorage=persistent\n")
-	e := newEnv(context.Background(), Options{Root: root})
+	e := testEnv(t, root)
 	v, file, _, found, _, err := e.systemdSetting("systemd/journald.conf", "Journal", "Storage")
 	if err != nil || !found || v != "persistent" || file != "/etc/systemd/journald.conf.d/60-x.conf" {
 		t.Errorf("Storage = %q from %s (found %t, err %v)", v, file, found, err)
+	}
+}
+
+// testEnv is the env a Check of root would use.
+func testEnv(t *testing.T, root string) *env {
+	t.Helper()
+	opts := Options{Root: root}
+	if err := opts.normalise(); err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(context.Background(), opts)
+}
+
+func TestLastAssignment(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		found    bool
+		err      bool
+	}{
+		{"[Journal]\nStorage=auto\nStorage = persistent \n", "persistent", true, false},
+		{"[Journal]\n#Storage=volatile\n;Storage=none\n", "", false, false},
+		{"[Other]\nStorage=none\n[Journal]\nCompress=yes\n", "", false, false},
+		{"[Journal]\nStorage=volatile\n[Other]\n[Journal]\nStorage=persistent\n", "persistent", true, false},
+		// A continuation line belongs to the value, as systemd reads it.
+		{"[Journal]\nStorage=per\\\nsistent\n", "per\\\nsistent", true, false},
+		// What systemd would only partly understand is an error, not a guess.
+		{"[Journal\nStorage=none\n", "", false, true},
+		{"[Journal]\nStorage\n", "", false, true},
+		{"[Journal]\nStorage=" + strings.Repeat("x", 3000) + "\n", "", false, true},
+	} {
+		v, found, err := lastAssignment([]byte(tc.in), "Journal", "Storage")
+		if v != tc.want || found != tc.found || (err != nil) != tc.err {
+			t.Errorf("lastAssignment(%q) = %q, %t, %v; want %q, %t, error %t", tc.in, v, found, err, tc.want, tc.found, tc.err)
+		}
+	}
+}
+
+// FuzzLastAssignment feeds arbitrary drop-ins to the systemd configuration
+// parser: it returns promptly, never panics, and a value it finds is one
+// the file assigned.
+func FuzzLastAssignment(f *testing.F) {
+	f.Add([]byte("[Journal]\nStorage=persistent\n"))
+	f.Add([]byte("# c\n[Journal]\nStorage=a\\\nb\n[Coredump]\nStorage=none\n"))
+	f.Add([]byte("[Journal"))
+	f.Add([]byte("Storage=x\n[Journal]\n\r\nStorage=\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, found, err := lastAssignment(data, "Journal", "Storage")
+		if err != nil && found {
+			t.Fatalf("found %q with an error %v", v, err)
+		}
+		if found && !strings.Contains(string(data), "Storage") {
+			t.Fatalf("found %q in a file that never assigns Storage: %q", v, data)
+		}
+	})
+}
+
+// TestSSHDIncludeFanOutIsBounded: sixteen levels of five drop-ins, each
+// including the five of the next level, stay within the nesting limit,
+// but reading them all means 5^16 parses. The reader stops at a file count
+// instead of hanging the check.
+func TestSSHDIncludeFanOutIsBounded(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, s string) {
+		os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(root, p), []byte(s), 0o600)
+	}
+	write(sshdConfig, "Include /etc/ssh/l1/*.conf\n")
+	for level := 1; level <= 15; level++ {
+		for i := range 5 {
+			write(fmt.Sprintf("/etc/ssh/l%d/%d.conf", level, i), fmt.Sprintf("Include /etc/ssh/l%d/*.conf\n", level+1))
+		}
+	}
+	e := testEnv(t, root)
+	done := make(chan error, 1)
+	go func() { _, _, _, err := e.sshdEffective(); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "more than") {
+			t.Errorf("err = %v, want the file-count refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("sshdEffective did not stop within 10 s")
 	}
 }

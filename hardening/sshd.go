@@ -3,8 +3,6 @@ package hardening
 import (
 	"fmt"
 	"path"
-	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/omertaos/omertaos/appliance/config"
@@ -19,6 +17,11 @@ const (
 // sshdMulti are keywords whose values accumulate instead of first-wins.
 var sshdMulti = map[string]bool{"allowusers": true, "allowgroups": true, "denyusers": true, "denygroups": true}
 
+// sshdMaxFiles bounds the files one reading of sshd_config parses: Include
+// globs that include each other would otherwise fan out exponentially
+// within the nesting limit.
+const sshdMaxFiles = 256
+
 // sshdEffective reads sshd_config the way sshd does for the global
 // section: keywords are case-insensitive, the first value wins, Include
 // globs are expanded in lexical order (relative to /etc/ssh), and Match
@@ -27,10 +30,14 @@ func (e *env) sshdEffective() (map[string]string, map[string]string, []Evidence,
 	vals := map[string]string{}
 	from := map[string]string{}
 	var ev []Evidence
+	parsed := 0
 	var parse func(file string, depth int) error
 	parse = func(file string, depth int) error {
 		if depth > 16 {
 			return fmt.Errorf("sshd Include nesting too deep at %s", file)
+		}
+		if parsed++; parsed > sshdMaxFiles {
+			return fmt.Errorf("sshd Include reaches more than %d files (at %s)", sshdMaxFiles, file)
 		}
 		data, ok, err := e.read(file)
 		if err != nil || !ok {
@@ -57,14 +64,12 @@ func (e *env) sshdEffective() (map[string]string, map[string]string, []Evidence,
 					if !path.IsAbs(pat) {
 						pat = path.Join("/etc/ssh", pat)
 					}
-					matches, err := filepath.Glob(e.path(pat))
+					matches, err := e.fs.Glob(pat)
 					if err != nil {
 						return fmt.Errorf("sshd Include %q: %w", pat, err)
 					}
-					sort.Strings(matches)
 					for _, m := range matches {
-						rel, _ := filepath.Rel(e.root, m)
-						if err := parse("/"+filepath.ToSlash(rel), depth+1); err != nil {
+						if err := parse(m, depth+1); err != nil {
 							return err
 						}
 					}

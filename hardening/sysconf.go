@@ -1,13 +1,15 @@
 package hardening
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path"
 	"sort"
 	"strings"
+
+	"github.com/coreos/go-systemd/v22/unit"
 
 	"github.com/omertaos/omertaos/appliance/config"
 )
@@ -52,27 +54,34 @@ func (e *env) systemdSetting(name, section, key string) (value, file, line strin
 		if !ok {
 			continue
 		}
-		cur := ""
-		hit := ""
-		for _, raw := range strings.Split(string(data), "\n") {
-			l := strings.TrimSpace(raw)
-			if l == "" || l[0] == '#' || l[0] == ';' {
-				continue
-			}
-			if strings.HasPrefix(l, "[") && strings.HasSuffix(l, "]") {
-				cur = l[1 : len(l)-1]
-				continue
-			}
-			k, v, ok := strings.Cut(l, "=")
-			if ok && cur == section && strings.TrimSpace(k) == key {
-				value, file, line, found, hit = strings.TrimSpace(v), f, l, true, l
-			}
+		v, hit, perr := lastAssignment(data, section, key)
+		if perr != nil {
+			return "", "", "", false, nil, fmt.Errorf("parsing %s: %w", f, perr)
 		}
-		if hit != "" {
-			ev = append(ev, fileEvidence(f, data, true, hit))
+		if hit {
+			value, file, line, found = v, f, key+"="+v, true
+			ev = append(ev, fileEvidence(f, data, true, line))
 		}
 	}
 	return value, file, line, found, ev, nil
+}
+
+// lastAssignment returns the last value of section.key in a systemd
+// configuration file, parsed as systemd does (go-systemd's unit lexer:
+// comments, continuation lines, repeated sections). A file systemd would
+// only partly understand is an error: the check cannot say what it sets.
+func lastAssignment(data []byte, section, key string) (string, bool, error) {
+	opts, err := unit.DeserializeOptions(bytes.NewReader(data))
+	if err != nil {
+		return "", false, err
+	}
+	value, found := "", false
+	for _, o := range opts {
+		if o.Section == section && o.Name == key {
+			value, found = strings.TrimSpace(o.Value), true
+		}
+	}
+	return value, found, nil
 }
 
 // systemdConfControl sets section.key=value in an owned drop-in of the
@@ -107,7 +116,7 @@ func systemdConfControl(id, title, owned, name, section, key, value string, prof
 // from limits.conf and limits.d, the last entry winning.
 func (e *env) limitsCore() (string, string, []Evidence, error) {
 	files := []string{"/etc/security/limits.conf"}
-	entries, err := os.ReadDir(e.path("/etc/security/limits.d"))
+	entries, err := e.readDir("/etc/security/limits.d")
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", "", nil, fmt.Errorf("listing /etc/security/limits.d: %w", err)
 	}
@@ -214,7 +223,7 @@ func checkLines(e *env, file string, lines []string) outcome {
 func (e *env) dropIns(dirs []string) ([]string, map[string]string, error) {
 	byName := map[string]string{}
 	for _, d := range dirs {
-		entries, err := os.ReadDir(e.path(d))
+		entries, err := e.readDir(d)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				continue

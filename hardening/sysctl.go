@@ -2,7 +2,6 @@ package hardening
 
 import (
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/omertaos/omertaos/appliance/config"
@@ -116,7 +115,7 @@ func sysctlControl(key, title string, want func(config.Profile) string, profiles
 			if strings.Join(strings.Fields(string(cur)), " ") == w {
 				return nil
 			}
-			if err := os.WriteFile(e.path(p), []byte(w+"\n"), 0o644); err != nil {
+			if err := e.fs.WriteExisting(p, []byte(w+"\n")); err != nil {
 				return fmt.Errorf("writing %s: %w", p, err)
 			}
 			delete(e.cache, p)

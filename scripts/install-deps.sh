@@ -14,7 +14,10 @@ case "$what" in
   # nftables: the hardening ruleset is loaded into a real nft in a
   # namespace. jq: an auditor's re-implementation of the report hash.
   # mtools: writing a site configuration onto an ESP image without mounting.
-  test) pkgs+=(containerd runc iproute2 nftables sqlite3 mtools jq) ;;
+  # busybox-static: the tiny image the runtime tests build and run.
+  # runsc (gVisor): the agents' sandbox isolation; bookworm's own build is
+  # from 2022, so on bookworm it comes from bookworm-backports (below).
+  test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac
 
@@ -28,8 +31,21 @@ if ((${#missing[@]})); then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  target=()
+  if grep -q '^VERSION_CODENAME=bookworm' /etc/os-release && [[ " ${missing[*]} " == *" runsc "* ]]; then
+    # Debian's keyring signs backports too; only runsc is taken from there.
+    cat >/etc/apt/sources.list.d/omerta-bookworm-backports.sources <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    target=(runsc/bookworm-backports)
+    missing=("${missing[@]/runsc}")
+  fi
   for i in 1 2 3; do
-    apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}" && break
+    apt-get update -q && apt-get install -y -q --no-install-recommends ${missing[@]} "${target[@]}" && break
     [ "$i" = 3 ] && { echo "apt-get failed 3 times" >&2; exit 1; }
     echo "apt-get failed, retrying in $((i * 10))s" >&2; sleep $((i * 10))
   done

@@ -25,108 +25,131 @@ const memorySlack = 0.01
 
 // Diff lists how cur differs from base, in a stable order.
 func Diff(base, cur *Result) []DriftEvent {
-	var ev []DriftEvent
-	add := func(kind, subject, before, after, format string, args ...any) {
-		ev = append(ev, DriftEvent{Kind: kind, Subject: subject, Before: before, After: after, Message: fmt.Sprintf(format, args...)})
-	}
+	var d drift
+	d.gpus(base.GPU, cur.GPU)
+	d.host(base.Host, cur.Host)
+	d.links(base.Network.Links, cur.Network.Links)
+	d.disks(base.Host.Disks, cur.Host.Disks)
+	d.platform(base.Host, cur.Host)
+	return d.ev
+}
 
-	// GPUs are matched by UUID, which survives re-enumeration in another
-	// order; devices that could not tell theirs are matched by index.
-	key := func(d GPUDevice) string {
-		if d.UUID != "" {
-			return d.UUID
-		}
-		return "index " + strconv.Itoa(d.Index)
+// drift collects the events of one Diff.
+type drift struct{ ev []DriftEvent }
+
+func (d *drift) add(kind, subject, before, after, format string, args ...any) {
+	d.ev = append(d.ev, DriftEvent{Kind: kind, Subject: subject, Before: before, After: after, Message: fmt.Sprintf(format, args...)})
+}
+
+// gpuKey matches GPUs by UUID, which survives re-enumeration in another
+// order; devices that could not tell theirs are matched by index.
+func gpuKey(d GPUDevice) string {
+	if d.UUID != "" {
+		return d.UUID
 	}
+	return "index " + strconv.Itoa(d.Index)
+}
+
+func (d *drift) gpus(base, cur GPU) {
 	curGPUs := map[string]GPUDevice{}
-	for _, d := range cur.GPU.Devices {
-		if len(d.Errors) == 0 || d.UUID != "" {
-			curGPUs[key(d)] = d
+	for _, g := range cur.Devices {
+		if len(g.Errors) == 0 || g.UUID != "" {
+			curGPUs[gpuKey(g)] = g
 		}
 	}
 	baseGPUs := map[string]bool{}
-	for _, d := range base.GPU.Devices {
-		k := key(d)
+	for _, g := range base.Devices {
+		k := gpuKey(g)
 		baseGPUs[k] = true
-		subj := fmt.Sprintf("GPU %d (%s)", d.Index, k)
+		subj := fmt.Sprintf("GPU %d (%s)", g.Index, k)
 		c, ok := curGPUs[k]
-		if !ok || len(c.Errors) > 0 && len(d.Errors) == 0 {
+		if !ok || len(c.Errors) > 0 && len(g.Errors) == 0 {
 			after := "absent"
 			if ok {
 				after = c.Errors[0]
 			}
-			add("gpu.lost", subj, d.Name, after, "GPU %d (%s, %s) is gone since the baseline", d.Index, d.Name, k)
+			d.add("gpu.lost", subj, g.Name, after, "GPU %d (%s, %s) is gone since the baseline", g.Index, g.Name, k)
 			continue
 		}
-		if d.ECC != nil && c.ECC != nil && *d.ECC != *c.ECC {
-			add("gpu.ecc_changed", subj, onOff(*d.ECC), onOff(*c.ECC), "ECC on GPU %d turned %s", d.Index, onOff(*c.ECC))
+		if g.ECC != nil && c.ECC != nil && *g.ECC != *c.ECC {
+			d.add("gpu.ecc_changed", subj, onOff(*g.ECC), onOff(*c.ECC), "ECC on GPU %d turned %s", g.Index, onOff(*c.ECC))
 		}
 	}
-	for _, d := range cur.GPU.Devices {
-		if k := key(d); !baseGPUs[k] && len(d.Errors) == 0 {
-			add("gpu.added", fmt.Sprintf("GPU %d (%s)", d.Index, k), "absent", d.Name, "GPU %d (%s) appeared since the baseline", d.Index, d.Name)
+	for _, g := range cur.Devices {
+		if k := gpuKey(g); !baseGPUs[k] && len(g.Errors) == 0 {
+			d.add("gpu.added", fmt.Sprintf("GPU %d (%s)", g.Index, k), "absent", g.Name, "GPU %d (%s) appeared since the baseline", g.Index, g.Name)
 		}
 	}
-	switch b, c := base.GPU.NVML, cur.GPU.NVML; {
+	switch b, c := base.NVML, cur.NVML; {
 	case b.Available && !c.Available:
-		add("gpu.driver_lost", "nvidia driver", b.DriverVersion, c.Error, "the NVIDIA driver %s no longer answers: %s", b.DriverVersion, cur.GPU.Summary)
+		d.add("gpu.driver_lost", "nvidia driver", b.DriverVersion, c.Error, "the NVIDIA driver %s no longer answers: %s", b.DriverVersion, cur.Summary)
 	case b.Available && c.Available && b.DriverVersion != c.DriverVersion:
-		add("gpu.driver_changed", "nvidia driver", b.DriverVersion, c.DriverVersion, "NVIDIA driver changed from %s to %s", b.DriverVersion, c.DriverVersion)
+		d.add("gpu.driver_changed", "nvidia driver", b.DriverVersion, c.DriverVersion, "NVIDIA driver changed from %s to %s", b.DriverVersion, c.DriverVersion)
 	}
+}
 
-	bm, cm := base.Host.Memory.TotalBytes, cur.Host.Memory.TotalBytes
+func (d *drift) host(base, cur Host) {
+	bm, cm := base.Memory.TotalBytes, cur.Memory.TotalBytes
 	if float64(cm) < float64(bm)*(1-memorySlack) {
-		add("memory.shrank", "memory", showGiB(bytesGiB(bm)), showGiB(bytesGiB(cm)),
+		d.add("memory.shrank", "memory", showGiB(bytesGiB(bm)), showGiB(bytesGiB(cm)),
 			"memory shrank from %s to %s", showGiB(bytesGiB(bm)), showGiB(bytesGiB(cm)))
 	}
-	bc, cc := base.Host.CPU, cur.Host.CPU
+	bc, cc := base.CPU, cur.CPU
 	if bc.Model != cc.Model || bc.Threads != cc.Threads {
 		before, after := fmt.Sprintf("%s × %d", bc.Model, bc.Threads), fmt.Sprintf("%s × %d", cc.Model, cc.Threads)
-		add("cpu.changed", "cpu", before, after, "CPU changed from %s to %s", before, after)
+		d.add("cpu.changed", "cpu", before, after, "CPU changed from %s to %s", before, after)
 	}
+}
 
+// links reports hardware links only: veths and bridges come and go with
+// containers.
+func (d *drift) links(base, cur []Link) {
+	hw := func(l Link) bool { return l.Type == "device" && l.Name != "lo" }
 	curLinks := map[string]bool{}
-	for _, l := range cur.Network.Links {
+	for _, l := range cur {
 		curLinks[l.Name] = true
 	}
 	baseLinks := map[string]bool{}
-	for _, l := range base.Network.Links {
+	for _, l := range base {
 		baseLinks[l.Name] = true
-		// Only hardware links drift; veths and bridges come and go with
-		// containers.
-		if l.Type == "device" && l.Name != "lo" && !curLinks[l.Name] {
-			add("nic.gone", l.Name, l.MAC, "absent", "network interface %s (%s) is gone since the baseline", l.Name, l.MAC)
+		if hw(l) && !curLinks[l.Name] {
+			d.add("nic.gone", l.Name, l.MAC, "absent", "network interface %s (%s) is gone since the baseline", l.Name, l.MAC)
 		}
 	}
-	for _, l := range cur.Network.Links {
-		if l.Type == "device" && l.Name != "lo" && !baseLinks[l.Name] {
-			add("nic.added", l.Name, "absent", l.MAC, "network interface %s (%s) appeared since the baseline", l.Name, l.MAC)
+	for _, l := range cur {
+		if hw(l) && !baseLinks[l.Name] {
+			d.add("nic.added", l.Name, "absent", l.MAC, "network interface %s (%s) appeared since the baseline", l.Name, l.MAC)
 		}
 	}
-	curDisks := map[string]bool{}
-	for _, d := range cur.Host.Disks {
-		curDisks[d.Name] = true
-	}
-	for _, d := range base.Host.Disks {
-		if !curDisks[d.Name] {
-			add("disk.gone", d.Name, d.Model, "absent", "disk %s (%s, %s) is gone since the baseline", d.Name, d.Model, showGiB(bytesGiB(d.SizeBytes)))
-		}
-	}
+}
 
-	if b, c := base.Host.Kernel.Release, cur.Host.Kernel.Release; b != c {
-		add("kernel.changed", "kernel", b, c, "kernel changed from %s to %s", b, c)
+func (d *drift) disks(base, cur []Disk) {
+	curDisks := map[string]bool{}
+	for _, k := range cur {
+		curDisks[k.Name] = true
 	}
-	bs, cs := base.Host.Security, cur.Host.Security
+	for _, k := range base {
+		if !curDisks[k.Name] {
+			d.add("disk.gone", k.Name, k.Model, "absent", "disk %s (%s, %s) is gone since the baseline", k.Name, k.Model, showGiB(bytesGiB(k.SizeBytes)))
+		}
+	}
+}
+
+// platform reports the kernel and the firmware's security features.
+func (d *drift) platform(base, cur Host) {
+	if b, c := base.Kernel.Release, cur.Kernel.Release; b != c {
+		d.add("kernel.changed", "kernel", b, c, "kernel changed from %s to %s", b, c)
+	}
+	bs, cs := base.Security, cur.Security
 	if bs.SecureBoot != cs.SecureBoot {
-		add("security.changed", "secure boot", bs.SecureBoot, cs.SecureBoot, "Secure Boot changed from %s to %s", bs.SecureBoot, cs.SecureBoot)
+		d.add("security.changed", "secure boot", bs.SecureBoot, cs.SecureBoot, "Secure Boot changed from %s to %s", bs.SecureBoot, cs.SecureBoot)
 	}
 	if bs.TPM != cs.TPM {
-		add("security.changed", "tpm", tpmWord(bs.TPM), tpmWord(cs.TPM), "TPM changed from %s to %s", tpmWord(bs.TPM), tpmWord(cs.TPM))
+		d.add("security.changed", "tpm", tpmWord(bs.TPM), tpmWord(cs.TPM), "TPM changed from %s to %s", tpmWord(bs.TPM), tpmWord(cs.TPM))
 	}
 	if bs.IOMMU.Enabled != cs.IOMMU.Enabled {
-		add("security.changed", "iommu", onOff(bs.IOMMU.Enabled), onOff(cs.IOMMU.Enabled), "IOMMU turned %s", onOff(cs.IOMMU.Enabled))
+		d.add("security.changed", "iommu", onOff(bs.IOMMU.Enabled), onOff(cs.IOMMU.Enabled), "IOMMU turned %s", onOff(cs.IOMMU.Enabled))
 	}
-	return ev
 }
 
 // newEvents returns the events of cur that prev did not already have, so

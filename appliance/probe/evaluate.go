@@ -253,23 +253,7 @@ func (e *evaluator) gpu(res *Result, u *Unsupported) {
 			healthy = append(healthy, d)
 		}
 	}
-	if e.req.GPUs != nil || e.rec.GPUs != nil {
-		c := len(healthy)
-		minimum(e, "gpu.count", "NVIDIA GPU count", c, "", e.req.GPUs, e.rec.GPUs, intLess, showInt)
-		// "0 is below the minimum of 1" is true but useless; say why.
-		if last := &e.v.Checks[len(e.v.Checks)-1]; c == 0 && last.Status != StatusPass {
-			why := g.Summary
-			if why == "" {
-				why = "no NVIDIA GPU found"
-			}
-			kind := "requires"
-			if last.Status == StatusWarn {
-				kind = "recommends"
-			}
-			last.Reason = fmt.Sprintf("%s; %s %s at least one NVIDIA GPU", why, e.profile, kind)
-			last.Measured = "0 (" + why + ")"
-		}
-	}
+	e.gpuCount(g, len(healthy))
 	for _, d := range g.Devices {
 		if len(d.Errors) > 0 {
 			e.add(Check{ID: fmt.Sprintf("gpu.%d.health", d.Index), Status: StatusWarn,
@@ -316,6 +300,11 @@ func (e *evaluator) gpu(res *Result, u *Unsupported) {
 		}
 		minimum(e, "gpu.cuda", "CUDA driver API", have, "", e.req.CUDA, e.rec.CUDA, versionLess, showString)
 	}
+	e.gpuModes(g, healthy)
+}
+
+// gpuModes judges the per-device modes, the device nodes and CDI.
+func (e *evaluator) gpuModes(g *GPU, healthy []GPUDevice) {
 	e.perDevice("gpu.ecc", "ECC", healthy, func(d GPUDevice) *bool { return d.ECC }, e.req.ECC, e.rec.ECC, "on", "off")
 	e.perDevice("gpu.mig", "MIG mode", healthy, func(d GPUDevice) *bool { return d.MIG }, e.req.MIG, e.rec.MIG, "enabled", "disabled")
 	e.perDevice("gpu.persistence", "persistence mode", healthy, func(d GPUDevice) *bool { return d.Persistence },
@@ -328,6 +317,26 @@ func (e *evaluator) gpu(res *Result, u *Unsupported) {
 		}
 	}
 	e.state("gpu.cdi", "an NVIDIA CDI spec in /etc/cdi or /var/run/cdi", validCDI, e.req.CDISpec, e.rec.CDISpec, "present", "absent")
+}
+
+func (e *evaluator) gpuCount(g *GPU, healthy int) {
+	if e.req.GPUs == nil && e.rec.GPUs == nil {
+		return
+	}
+	minimum(e, "gpu.count", "NVIDIA GPU count", healthy, "", e.req.GPUs, e.rec.GPUs, intLess, showInt)
+	// "0 is below the minimum of 1" is true but useless; say why.
+	if last := &e.v.Checks[len(e.v.Checks)-1]; healthy == 0 && last.Status != StatusPass {
+		why := g.Summary
+		if why == "" {
+			why = "no NVIDIA GPU found"
+		}
+		kind := "requires"
+		if last.Status == StatusWarn {
+			kind = "recommends"
+		}
+		last.Reason = fmt.Sprintf("%s; %s %s at least one NVIDIA GPU", why, e.profile, kind)
+		last.Measured = "0 (" + why + ")"
+	}
 }
 
 func (e *evaluator) driver(g *GPU, u *Unsupported) {

@@ -19,6 +19,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -224,14 +225,14 @@ func TestRetryDumpInterrupted(t *testing.T) {
 	f := fixtureNetworks["firecracker-epyc"]()
 	f.interrupts = 2
 	var p problems
-	n := probeNetwork(f, &reader{root: t.TempDir()}, &p)
+	n := probeNetwork(f, testReader(t, t.TempDir()), &p)
 	if len(n.Links) != 3 || f.calls != 3 || len(p) != 0 {
 		t.Errorf("links=%d calls=%d problems=%v", len(n.Links), f.calls, p)
 	}
 	f = fixtureNetworks["firecracker-epyc"]()
 	f.interrupts = dumpRetries
 	p = nil
-	probeNetwork(f, &reader{root: t.TempDir()}, &p)
+	probeNetwork(f, testReader(t, t.TempDir()), &p)
 	if len(p) != 1 || !strings.Contains(p[0], "interrupted") {
 		t.Errorf("problems = %v", p)
 	}
@@ -260,4 +261,14 @@ func TestRunEmptyRoot(t *testing.T) {
 	if v := Evaluate(res, DefaultMatrix(), config.ProfileUser); v.Status != StatusFail {
 		t.Errorf("empty machine verdict = %s", v.Status)
 	}
+}
+
+// testReader reads the directory dir as the probe's root.
+func testReader(t *testing.T, dir string) *reader {
+	t.Helper()
+	r, err := rootfs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &reader{fs: r}
 }

@@ -10,7 +10,8 @@ import (
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/goccy/go-yaml"
+
+	"github.com/omertaos/omertaos/appliance/safeyaml"
 )
 
 // GPU is what NVML and the filesystem say about NVIDIA GPUs.
@@ -242,7 +243,7 @@ func ptr[T any](v T) *T { return &v }
 
 func deviceNodes(r *reader) []string {
 	nodes := []string{}
-	m, _ := filepath.Glob(r.path("/dev/nvidia*"))
+	m, _ := r.fs.Glob("/dev/nvidia*")
 	for _, f := range m {
 		nodes = append(nodes, "/dev/"+filepath.Base(f))
 	}
@@ -283,13 +284,33 @@ func parseKernelDriverVersion(b []byte) string {
 	return ""
 }
 
+// cdiLimits bound a CDI spec: NVIDIA's for a DGX (eight GPUs, the "all"
+// device, a hundred library mounts) is about 40 KiB and 3000 values.
+var cdiLimits = safeyaml.Limits{MaxBytes: 1 << 20, MaxDepth: 16, MaxNodes: 200000, MaxSeqLen: 8192, MaxMapLen: 256}
+
+// cdiKind returns a spec's kind, or why it has none. JSON is YAML, so one
+// decoder reads both; safeyaml refuses anchors, aliases and deep nesting,
+// which no generated spec has and a hostile one would use to exhaust the
+// probe's memory.
+func cdiKind(b []byte) (kind, problem string) {
+	var spec map[string]any
+	if err := safeyaml.Unmarshal(b, &spec, cdiLimits); err != nil {
+		return "", err.Error()
+	}
+	k, ok := spec["kind"].(string)
+	if !ok || k == "" {
+		return "", "no kind field"
+	}
+	return k, ""
+}
+
 // cdiDirs are where the container runtime looks for CDI specs.
 var cdiDirs = []string{"/etc/cdi", "/var/run/cdi"}
 
 func cdiSpecs(r *reader, p *problems) []CDISpec {
 	specs := []CDISpec{}
 	for _, dir := range cdiDirs {
-		ents, err := os.ReadDir(r.path(dir))
+		ents, err := r.fs.ReadDir(dir)
 		if err != nil {
 			if !os.IsNotExist(err) {
 				p.addf("listing %s: %v", dir, err)
@@ -307,16 +328,7 @@ func cdiSpecs(r *reader, p *problems) []CDISpec {
 			if err != nil {
 				s.Error = err.Error()
 			} else {
-				var head struct {
-					Kind string `yaml:"kind" json:"kind"`
-				}
-				// JSON is YAML, so one decoder reads both.
-				if err := yaml.Unmarshal(b, &head); err != nil {
-					s.Error = strings.ReplaceAll(err.Error(), "\n", " ")
-				} else if head.Kind == "" {
-					s.Error = "no kind field"
-				}
-				s.Kind = head.Kind
+				s.Kind, s.Error = cdiKind(b)
 			}
 			specs = append(specs, s)
 		}

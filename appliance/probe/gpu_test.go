@@ -1,8 +1,12 @@
 package probe
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
@@ -11,6 +15,7 @@ import (
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/gpus"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/omertaos/omertaos/appliance/config"
 )
@@ -175,7 +180,7 @@ func TestGPUScenarios(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p problems
-			g := probeGPU(tc.lib, &reader{root: root}, &p)
+			g := probeGPU(tc.lib, testReader(t, root), &p)
 			if tc.summary != "" && g.Summary != tc.summary {
 				t.Errorf("summary = %q, want %q", g.Summary, tc.summary)
 			}
@@ -215,7 +220,7 @@ func TestNoNVMLCallAfterFailedInit(t *testing.T) {
 		ShutdownFunc: func() nvml.Return { t.Error("Shutdown called after a failed Init"); return nvml.SUCCESS },
 	}
 	var p problems
-	g := probeGPU(lib, &reader{root: t.TempDir()}, &p)
+	g := probeGPU(lib, testReader(t, t.TempDir()), &p)
 	if calls != 1 || g.NVML.Available || g.NVML.Error != "ERROR_LIBRARY_NOT_FOUND" {
 		t.Errorf("calls=%d nvml=%+v", calls, g.NVML)
 	}
@@ -225,7 +230,7 @@ func TestNoNVMLCallAfterFailedInit(t *testing.T) {
 // "no driver", not kill the test binary.
 func TestRealNVMLWithoutDriver(t *testing.T) {
 	var p problems
-	g := probeGPU(nil, &reader{root: t.TempDir()}, &p)
+	g := probeGPU(nil, testReader(t, t.TempDir()), &p)
 	if g.NVML.Available {
 		t.Skipf("this machine has a working NVIDIA driver (%s); nothing to test", g.Summary)
 	}
@@ -241,4 +246,97 @@ func findCheck(v Verdict, id string) (Check, bool) {
 		}
 	}
 	return Check{}, false
+}
+
+// TestProbeImageTreeStaysInside probes an image tree whose /var/run is an
+// absolute symlink, as Debian's is. Before rootfs the probe joined paths
+// onto the root and so read the build host's /run/cdi through it.
+func TestProbeImageTreeStaysInside(t *testing.T) {
+	mk := func(t *testing.T, p, data string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A stand-in for the host's /run, outside the image, with a spec the
+	// image must never report.
+	host := t.TempDir()
+	mk(t, filepath.Join(host, "run/cdi/host-gpu.yaml"), "cdiVersion: 0.6.0\nkind: host.example/gpu\n")
+	for _, tc := range []struct {
+		name, link string
+		want       []string
+	}{
+		// The image's own /run: /var/run/cdi is the image's /run/cdi.
+		{"link to the image's /run", "/run", []string{"/var/run/cdi/image-gpu.yaml"}},
+		// A link naming a host path: inside the image it names nothing.
+		{"link to a host path", filepath.Join(host, "run"), nil},
+		{"relative link climbing out", "../../../../../../../../../../" + strings.TrimPrefix(filepath.Join(host, "run"), "/"), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			image := t.TempDir()
+			mk(t, filepath.Join(image, "run/cdi/image-gpu.yaml"), "cdiVersion: 0.6.0\nkind: nvidia.com/gpu\n")
+			if err := os.MkdirAll(filepath.Join(image, "var"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(tc.link, filepath.Join(image, "var/run")); err != nil {
+				t.Fatal(err)
+			}
+			var p problems
+			g := probeGPU(noLibrary(), testReader(t, image), &p)
+			var got []string
+			for _, s := range g.CDISpecs {
+				if s.Kind == "host.example/gpu" {
+					t.Errorf("read the host's spec through /var/run: %+v", s)
+				}
+				if strings.HasPrefix(s.Path, "/var/run/") {
+					got = append(got, s.Path)
+				}
+			}
+			if !cmp.Equal(got, tc.want) {
+				t.Errorf("specs under /var/run = %v, want %v (problems %v)", got, tc.want, p)
+			}
+		})
+	}
+}
+
+// TestCDISpecBombIsRefused: a spec in /etc/cdi is read on every probe, by
+// omertad and first boot. Nested aliases (a "billion laughs") or deep
+// nesting must be refused in bounded time and memory, as a broken spec.
+func TestCDISpecBombIsRefused(t *testing.T) {
+	var laughs strings.Builder
+	laughs.WriteString("cdiVersion: 0.6.0\nkind: nvidia.com/gpu\na0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&laughs, "a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	laughs.WriteString("devices: *a9\n")
+	for name, spec := range map[string]string{
+		"aliases": laughs.String(),
+		"nesting": "kind: nvidia.com/gpu\nx: " + strings.Repeat("[", 200<<10) + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(root, "etc/cdi"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(root, "etc/cdi/bomb.yaml"), []byte(spec), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan GPU, 1)
+			go func() {
+				var p problems
+				done <- probeGPU(noLibrary(), testReader(t, root), &p)
+			}()
+			select {
+			case g := <-done:
+				if len(g.CDISpecs) != 1 || g.CDISpecs[0].Error == "" || g.CDISpecs[0].Kind != "" {
+					t.Errorf("specs = %+v, want one refused spec", g.CDISpecs)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the probe did not refuse the spec within 10 s")
+			}
+		})
+	}
 }

@@ -242,7 +242,7 @@ func virtualDisk(name string) bool {
 
 func probeDisks(r *reader, p *problems) []Disk {
 	disks := []Disk{}
-	ents, err := os.ReadDir(r.path("/sys/block"))
+	ents, err := r.fs.ReadDir("/sys/block")
 	if err != nil {
 		if !errors.Is(err, os.ErrNotExist) {
 			p.addf("listing /sys/block: %v", err)
@@ -293,8 +293,7 @@ func probeStateFS(r *reader, stateDir string, p *problems) StateFS {
 	// filesystem is where it will be created.
 	dir := filepath.Clean(stateDir)
 	for {
-		var st unix.Statfs_t
-		err := unix.Statfs(r.path(dir), &st)
+		st, err := r.fs.Statfs(dir)
 		if err == nil {
 			s.MeasuredAt = dir
 			s.TotalBytes = st.Blocks * uint64(st.Bsize)
@@ -402,7 +401,7 @@ func probeSecurity(r *reader, p *problems) Security {
 		}
 	}
 
-	tpms, _ := filepath.Glob(r.path("/sys/class/tpm/tpm[0-9]*"))
+	tpms, _ := r.fs.Glob("/sys/class/tpm/tpm[0-9]*")
 	if len(tpms) > 0 {
 		sort.Strings(tpms)
 		dev := "/sys/class/tpm/" + filepath.Base(tpms[0])
@@ -421,7 +420,7 @@ func probeSecurity(r *reader, p *problems) Security {
 		}
 	}
 
-	if ents, err := os.ReadDir(r.path("/sys/kernel/iommu_groups")); err == nil {
+	if ents, err := r.fs.ReadDir("/sys/kernel/iommu_groups"); err == nil {
 		s.IOMMU.Groups = len(ents)
 		s.IOMMU.Enabled = len(ents) > 0
 	} else if !errors.Is(err, os.ErrNotExist) {

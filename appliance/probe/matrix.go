@@ -1,19 +1,17 @@
 package probe
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
-	"github.com/goccy/go-yaml"
-
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/safeio"
+	"github.com/omertaos/omertaos/appliance/safeyaml"
 )
 
 // MatrixSchemaVersion is the only matrix shape this binary reads.
@@ -84,9 +82,13 @@ func DefaultMatrix() *Matrix {
 	return m
 }
 
+// matrixLimits bound a matrix file: the built-in one is 3 KiB with three
+// profiles of a dozen fields each.
+var matrixLimits = safeyaml.Limits{MaxBytes: 256 << 10, MaxDepth: 8, MaxNodes: 10000, MaxSeqLen: 256, MaxMapLen: 256}
+
 // LoadMatrix reads and validates a matrix file.
 func LoadMatrix(path string) (*Matrix, error) {
-	b, err := os.ReadFile(path)
+	b, err := safeio.ReadFile(path, int64(matrixLimits.MaxBytes))
 	if err != nil {
 		return nil, fmt.Errorf("reading compatibility matrix: %w", err)
 	}
@@ -95,18 +97,16 @@ func LoadMatrix(path string) (*Matrix, error) {
 
 // ParseMatrix decodes data strictly and validates it; name labels errors.
 // A bad matrix is an error naming the field, never a silently weaker check.
+// safeyaml refuses what would make the decoder itself the attack (aliases,
+// deep nesting, a second document) before decoding.
 func ParseMatrix(data []byte, name string) (*Matrix, error) {
 	var m Matrix
-	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.DisallowUnknownField())
-	if err := dec.Decode(&m); err != nil {
-		var ye yaml.Error
-		if errors.As(err, &ye) {
-			if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-				return nil, fmt.Errorf("%s:%d:%d: %s", name, tk.Position.Line, tk.Position.Column, ye.GetMessage())
-			}
-			return nil, fmt.Errorf("%s: %s", name, ye.GetMessage())
+	if err := safeyaml.Unmarshal(data, &m, matrixLimits); err != nil {
+		var ye *safeyaml.Error
+		if errors.As(err, &ye) && ye.HasPosition() {
+			return nil, fmt.Errorf("%s:%w", name, err)
 		}
-		return nil, fmt.Errorf("%s: %s", name, oneLine(err.Error()))
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if err := m.Validate(); err != nil {
 		var fe *config.FieldError

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omertaos/omertaos/appliance/config"
 )
@@ -39,9 +40,9 @@ func TestParseMatrixErrors(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"unknown field", "      cpu_threads: 8\n      memory_gib: 32", "      cpu_threads: 8\n      memroy_gib: 32",
-			`m.yaml:42:7: unknown field "memroy_gib"`},
+			`m.yaml:42:7: field "profiles.pro.required": unknown field "memroy_gib"`},
 		{"wrong type", "      memory_gib: 4\n", "      memory_gib: lots\n",
-			`m.yaml:22:19: cannot unmarshal string into Go struct field Matrix.Profiles of type float64`},
+			`m.yaml:22:19: field "profiles.user.required.memory_gib": must be a decimal number, not a string`},
 		{"schema", "schema_version: omertaos.dev/compat-matrix/v1", "schema_version: v0",
 			`m.yaml: schema_version: "v0": must be omertaos.dev/compat-matrix/v1`},
 		{"missing profile", "  user:\n    required:", "  usr:\n    required:",
@@ -81,6 +82,26 @@ func TestParseMatrixErrors(t *testing.T) {
 			}
 			if strings.Contains(got, "\n") {
 				t.Errorf("error is not one line: %q", got)
+			}
+		})
+	}
+	// A matrix is read by the probe command and omertad: a hostile one must
+	// be refused before the decoder expands or recurses into it.
+	bomb := "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+	for name, data := range map[string]string{
+		"aliases":        bomb,
+		"deep nesting":   strings.Repeat("[", 100000),
+		"two documents":  string(base) + "---\nschema_version: v0\n",
+		"over the limit": string(base) + "#" + strings.Repeat("x", 300<<10) + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			_, err := ParseMatrix([]byte(data), "m.yaml")
+			if err == nil || !strings.HasPrefix(err.Error(), "m.yaml") || strings.Contains(err.Error(), "\n") {
+				t.Errorf("err = %v, want a one-line refusal naming the file", err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("took %v to refuse", d)
 			}
 		})
 	}

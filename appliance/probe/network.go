@@ -77,36 +77,8 @@ func probeNetwork(h Netlink, r *reader, p *problems) Network {
 	}
 	names := map[int]string{}
 	for _, l := range links {
-		a := l.Attrs()
-		names[a.Index] = a.Name
-		link := Link{
-			Name:      a.Name,
-			Type:      l.Type(),
-			State:     a.OperState.String(),
-			MTU:       a.MTU,
-			Addresses: []string{},
-		}
-		if len(a.HardwareAddr) > 0 {
-			link.MAC = a.HardwareAddr.String()
-		}
-		// The kernel answers EINVAL for links without a speed and -1 for
-		// links that have one but no carrier; neither is a speed.
-		if b, err := r.read("/sys/class/net/" + a.Name + "/speed"); err == nil {
-			if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
-				link.SpeedMbps = &v
-			}
-		}
-		addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
-		if err != nil {
-			p.addf("listing addresses of %s: %v", a.Name, err)
-		}
-		for _, ad := range addrs {
-			if ad.IPNet != nil {
-				link.Addresses = append(link.Addresses, ad.IPNet.String())
-			}
-		}
-		sort.Strings(link.Addresses)
-		n.Links = append(n.Links, link)
+		names[l.Attrs().Index] = l.Attrs().Name
+		n.Links = append(n.Links, probeLink(h, l, r, p))
 	}
 	sort.Slice(n.Links, func(i, j int) bool { return n.Links[i].Name < n.Links[j].Name })
 
@@ -115,30 +87,69 @@ func probeNetwork(h Netlink, r *reader, p *problems) Network {
 		p.addf("listing routes: %v", err)
 		return n
 	}
+	n.DefaultRoutes = defaultRoutes(routes, names)
+	return n
+}
+
+func probeLink(h Netlink, l netlink.Link, r *reader, p *problems) Link {
+	a := l.Attrs()
+	link := Link{
+		Name:      a.Name,
+		Type:      l.Type(),
+		State:     a.OperState.String(),
+		MTU:       a.MTU,
+		Addresses: []string{},
+	}
+	if len(a.HardwareAddr) > 0 {
+		link.MAC = a.HardwareAddr.String()
+	}
+	// The kernel answers EINVAL for links without a speed and -1 for
+	// links that have one but no carrier; neither is a speed.
+	if b, err := r.read("/sys/class/net/" + a.Name + "/speed"); err == nil {
+		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v > 0 {
+			link.SpeedMbps = &v
+		}
+	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(l, netlink.FAMILY_ALL) })
+	if err != nil {
+		p.addf("listing addresses of %s: %v", a.Name, err)
+	}
+	for _, ad := range addrs {
+		if ad.IPNet != nil {
+			link.Addresses = append(link.Addresses, ad.IPNet.String())
+		}
+	}
+	sort.Strings(link.Addresses)
+	return link
+}
+
+// defaultRoutes picks the default routes, IPv4 first, by metric.
+func defaultRoutes(routes []netlink.Route, names map[int]string) []Route {
+	out := []Route{}
 	for _, rt := range routes {
 		if !isDefault(rt.Dst) {
 			continue
 		}
-		out := Route{Link: names[rt.LinkIndex], Metric: rt.Priority, Family: "ipv4"}
+		r := Route{Link: names[rt.LinkIndex], Metric: rt.Priority, Family: "ipv4"}
 		if rt.Family == netlink.FAMILY_V6 {
-			out.Family = "ipv6"
+			r.Family = "ipv6"
 		}
 		if rt.Gw != nil {
-			out.Gateway = rt.Gw.String()
+			r.Gateway = rt.Gw.String()
 			if rt.Gw.To4() == nil {
-				out.Family = "ipv6"
+				r.Family = "ipv6"
 			}
 		}
-		n.DefaultRoutes = append(n.DefaultRoutes, out)
+		out = append(out, r)
 	}
-	sort.Slice(n.DefaultRoutes, func(i, j int) bool {
-		a, b := n.DefaultRoutes[i], n.DefaultRoutes[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Family != b.Family {
 			return a.Family < b.Family
 		}
 		return a.Metric < b.Metric
 	})
-	return n
+	return out
 }
 
 // isDefault accepts both shapes netlink has used for a default route: a nil

@@ -101,7 +101,7 @@ func TestNetworkNamespace(t *testing.T) {
 	must(h.RouteAdd(&netlink.Route{LinkIndex: p0.Attrs().Index, Gw: net.ParseIP("192.0.2.1")}))
 
 	var p problems
-	n := probeNetwork(h, &reader{root: t.TempDir()}, &p)
+	n := probeNetwork(h, testReader(t, t.TempDir()), &p)
 	if len(p) > 0 {
 		t.Errorf("problems: %v", p)
 	}

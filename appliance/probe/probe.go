@@ -13,12 +13,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/vishvananda/netlink"
+
+	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // SchemaVersion names the shape of Result; bump it when a field changes meaning.
@@ -28,8 +30,8 @@ const SchemaVersion = "omertaos.dev/probe/v1"
 const DefaultContainerdAddress = "/run/containerd/containerd.sock"
 
 // DefaultStateDir is the directory whose filesystem must have room for
-// images, models and the database.
-const DefaultStateDir = "/var/lib/omerta"
+// images, models and the database: the configuration's daemon.state_dir.
+var DefaultStateDir = config.Default().Daemon.StateDir
 
 // Netlink is the part of a netlink handle the probe uses. *netlink.Handle
 // satisfies it; tests pass a handle opened inside a namespace they created.
@@ -95,14 +97,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if now == nil {
 		now = time.Now
 	}
-	if fi, err := os.Stat(opts.Root); err != nil {
-		return nil, fmt.Errorf("probing root %s: %w", opts.Root, err)
-	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("probing root %s: not a directory", opts.Root)
+	root, err := rootfs.New(opts.Root)
+	if err != nil {
+		return nil, fmt.Errorf("probing: %w", err)
 	}
 
 	res := &Result{SchemaVersion: SchemaVersion, Time: now().UTC()}
-	r := &reader{root: opts.Root}
+	r := &reader{fs: root}
 
 	// The four parts touch different subsystems; running them side by side
 	// keeps the probe within its budget when one of them waits (containerd's
@@ -153,12 +154,16 @@ type problems []string
 func (p *problems) addf(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
 
 // reader reads files under a root and reports paths as they are on the
-// probed machine, not as they are in a fixture directory.
-type reader struct{ root string }
+// probed machine, not as they are in a fixture directory. Symlinks resolve
+// inside the root: an image tree's /var/run -> /run must lead to the
+// image's /run, not the host's.
+type reader struct{ fs rootfs.Root }
 
-func (r *reader) path(p string) string { return filepath.Join(r.root, p) }
+// readLimit caps every file the probe reads: /proc/cpuinfo of a 256-core
+// machine is about 400 KiB, the largest CDI specs a few hundred.
+const readLimit = 4 << 20
 
-func (r *reader) read(p string) ([]byte, error) { return os.ReadFile(r.path(p)) }
+func (r *reader) read(p string) ([]byte, error) { return r.fs.ReadFile(p, readLimit) }
 
 // readOptional returns ok=false without a problem when the file is absent,
 // which for most firmware and driver files is itself the fact.
@@ -174,6 +179,6 @@ func (r *reader) readOptional(p string, pr *problems) ([]byte, bool) {
 }
 
 func (r *reader) exists(p string) bool {
-	_, err := os.Stat(r.path(p))
+	_, err := r.fs.Stat(p)
 	return err == nil
 }
