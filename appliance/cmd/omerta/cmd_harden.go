@@ -9,10 +9,13 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/rootfs"
+	"github.com/omertaos/omertaos/appliance/terminal"
 	"github.com/omertaos/omertaos/hardening"
 )
 
@@ -81,7 +84,7 @@ else the default (user).`,
 						shown = append(shown, r)
 					}
 				}
-				fmt.Fprintf(out, "profile %s, root %s, live %t: %d controls, %s\n", p, absRoot, live, len(results), summary(results))
+				fmt.Fprintf(out, "profile %s, root %s, live %t: %d controls, %s\n", p, terminal.Escape(absRoot), live, len(results), summary(results))
 				if drift == 0 {
 					fmt.Fprintln(out, "no drift")
 					return nil
@@ -99,9 +102,9 @@ else the default (user).`,
 			}
 			printTable(out, applied.Results)
 			fmt.Fprintf(out, "\nprofile %s, root %s, live %t: %d controls, %s; %d files changed\n",
-				p, absRoot, live, len(applied.Results), summary(applied.Results), len(applied.Changed))
+				p, terminal.Escape(absRoot), live, len(applied.Results), summary(applied.Results), len(applied.Changed))
 			for _, c := range applied.Changed {
-				fmt.Fprintf(out, "  changed %s\n", c)
+				fmt.Fprintf(out, "  changed %s\n", terminal.Escape(c))
 			}
 			for _, r := range applied.Results {
 				if r.Result.Drift() {
@@ -120,9 +123,19 @@ else the default (user).`,
 }
 
 // loadSite reads <root>/etc/omerta/omerta.yaml strictly; a missing file
-// means the defaults, a bad one is an error naming the field.
+// means the defaults, a bad one is an error naming the field. The path is
+// resolved inside the root: an image's /etc/omerta may be a link, and it
+// must not lead to the configuration of the machine running the command.
 func loadSite(root string) (config.Config, error) {
-	cfg, err := config.Load(filepath.Join(root, config.DefaultPath))
+	r, err := rootfs.New(root)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("--root: %w", err)
+	}
+	p, err := r.Join(config.DefaultPath)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("site configuration: %w", err)
+	}
+	cfg, err := config.Load(p)
 	if errors.Is(err, config.ErrNotFound) {
 		return config.Default(), nil
 	}
@@ -149,6 +162,9 @@ func summary(results []hardening.Result) string {
 	return strings.Join(parts, ", ")
 }
 
+// printTable prints one line per control. Actual values and waivers are
+// read from the root (a file there may hold anything), so every cell is
+// escaped for the terminal, tabs included, which would break the columns.
 func printTable(w io.Writer, results []hardening.Result) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONTROL\tRESULT\tACTUAL")
@@ -157,16 +173,31 @@ func printTable(w io.Writer, results []hardening.Result) {
 		if r.Waiver != "" {
 			actual += " [waived: " + r.Waiver + "]"
 		}
+		actual = terminal.Escape(actual)
 		if len(actual) > 110 {
-			actual = actual[:107] + "..."
+			actual = clipRunes(actual, 107) + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, r.Result, actual)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", terminal.Escape(r.ID), terminal.Escape(string(r.Result)), actual)
 	}
 	tw.Flush()
 }
 
+// clipRunes cuts s to at most n bytes without splitting a UTF-8 sequence,
+// which would print as garbage (and, escaped, as \xNN noise).
+func clipRunes(s string, n int) string {
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// writeJSON prints v as indented JSON with the runes a terminal would obey
+// escaped (\u009b, \u202e); it still decodes to the same values.
 func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(terminal.EscapeJSON(data), '\n'))
+	return err
 }

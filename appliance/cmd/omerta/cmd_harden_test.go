@@ -1,10 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	"github.com/omertaos/omertaos/appliance/terminal"
+	"github.com/omertaos/omertaos/hardening"
 )
 
 func TestHardenApplyThenCheck(t *testing.T) {
@@ -48,5 +54,38 @@ func TestHardenApplyThenCheck(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "etc/omerta/omerta.yaml"), []byte("profile: gold\n"), 0o644)
 	if _, err := runCmd(t, "harden", "--root", dir, "--check"); err == nil || !strings.Contains(err.Error(), "profile") {
 		t.Errorf("bad site configuration: %v", err)
+	}
+}
+
+// Actual values and waivers come from files in the root; a control sequence
+// or a bidi override in one prints escaped, in the table and in --json.
+func TestHardenOutputEscapesForeignText(t *testing.T) {
+	evil := "UMASK 022\r\x1b[2Kno drift\u202e\u009b2J"
+	results := []hardening.Result{{ID: "cis.umask\x1b[1A", Result: hardening.Outcome("fail\r"), Actual: evil, Waiver: "because\x07"}}
+	var table, js bytes.Buffer
+	printTable(&table, results)
+	if err := writeJSON(&js, results); err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string]string{"table": table.String(), "json": js.String()} {
+		for i, r := range out {
+			if r != '\n' && terminal.Unsafe(r) {
+				t.Errorf("%s holds %U at byte %d: %q", name, r, i, out)
+			}
+		}
+	}
+	if !strings.Contains(table.String(), `UMASK 022\r\x1b[2Kno drift\u202e\u009b2J [waived: because\x07]`) {
+		t.Errorf("table:\n%s", table.String())
+	}
+	var back []hardening.Result
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back) != 1 || back[0].Actual != evil {
+		t.Errorf("--json does not decode to the same values: %v %+v", err, back)
+	}
+
+	long := []hardening.Result{{ID: "x", Result: hardening.Pass, Actual: strings.Repeat("é", 80)}}
+	table.Reset()
+	printTable(&table, long)
+	if !utf8.Valid(table.Bytes()) || !strings.Contains(table.String(), "é...") {
+		t.Errorf("a long value is cut inside a rune:\n%s", table.String())
 	}
 }

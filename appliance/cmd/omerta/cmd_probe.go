@@ -1,33 +1,29 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
 	"github.com/omertaos/omertaos/appliance/probe"
-	"github.com/omertaos/omertaos/appliance/store"
+	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
-func init() {
-	subcommands = append(subcommands, newProbeCmd)
-	daemonServices = append(daemonServices, newProbeMonitor)
-}
+func init() { subcommands = append(subcommands, newProbeCmd) }
 
-// newProbeMonitor runs the drift monitor inside omertad: a probe at start
-// and every probe.interval, stored with its drift, served at /api/v1/probe.
-func newProbeMonitor(st *store.Store, cfg config.Config, log *slog.Logger) (daemon.Service, error) {
-	return probe.NewMonitor(st,
-		probe.WithProbeOptions(probe.Options{StateDir: cfg.Daemon.StateDir}),
-		probe.WithInterval(cfg.Probe.Interval),
-		probe.WithProfile(cfg.Profile),
-		probe.WithLogger(log.With("service", "probe")),
-	), nil
+// newProbeMonitor is the drift monitor inside omertad (see wireDaemon): a
+// probe at start and every probe.interval, stored with its drift, served at
+// /api/v1/probe.
+func newProbeMonitor(d daemon.Deps) *probe.Monitor {
+	return probe.NewMonitor(d.Store,
+		probe.WithProbeOptions(probe.Options{StateDir: d.Config.Daemon.StateDir, Now: d.Now}),
+		probe.WithInterval(d.Config.Probe.Interval),
+		probe.WithProfile(d.Config.Profile),
+		probe.WithLogger(d.Logger.With("service", "probe")),
+	)
 }
 
 // probeOutput is what --json prints: the facts and the verdict side by side,
@@ -77,18 +73,19 @@ Exit status:
 			}
 			res, err := probe.Run(cmd.Context(), probe.Options{Root: root, Containerd: containerd})
 			if err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "omerta:", err)
+				fmt.Fprintln(cmd.ErrOrStderr(), "omerta:", terminal.Escape(err.Error()))
 				return exitCode(2)
 			}
 			v := probe.Evaluate(res, m, p)
 			out := cmd.OutOrStdout()
+			// What the probe read (device names, firmware strings, files
+			// under --root) is foreign: no byte of it reaches the terminal
+			// as a control sequence.
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(probeOutput{SchemaVersion: probe.SchemaVersion, Verdict: v, Result: res}); err != nil {
+				if err := writeJSON(out, probeOutput{SchemaVersion: probe.SchemaVersion, Verdict: v, Result: res}); err != nil {
 					return err
 				}
-			} else if err := probe.WriteSummary(out, res, v); err != nil {
+			} else if err := probe.WriteSummary(terminal.NewWriter(out), res, v); err != nil {
 				return err
 			}
 			switch v.Status {

@@ -5,8 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
 func runProbe(t *testing.T, args ...string) (string, int) {
@@ -73,4 +77,33 @@ func runProbeErr(args ...string) (string, error) {
 		return out.String(), nil
 	}
 	return out.String(), err
+}
+
+// What the probe reads under --root is foreign: a CPU model or kernel
+// release holding ESC, CR or a bidi override prints escaped, in the summary
+// and in --json.
+func TestProbeOutputEscapesForeignText(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS("../../probe/testdata/firecracker-epyc")); err != nil {
+		t.Fatal(err)
+	}
+	cpuinfo := filepath.Join(root, "proc/cpuinfo")
+	data, err := os.ReadFile(cpuinfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evil := "AMD EPYC\x1b[2K\rPASS for profile pro\u202e\u009b2J"
+	os.WriteFile(cpuinfo, bytes.ReplaceAll(data, []byte("AMD EPYC"), []byte(evil)), 0o644)
+	fixture := []string{"--root", root, "--containerd", "-", "--profile", "user"}
+	for _, args := range [][]string{fixture, append(fixture, "--json")} {
+		out, _ := runProbe(t, args...)
+		if !strings.Contains(out, "AMD EPYC") {
+			t.Fatalf("%v: the CPU model is not shown:\n%s", args, out)
+		}
+		for i, r := range out {
+			if r != '\n' && r != '\t' && terminal.Unsafe(r) {
+				t.Fatalf("%v: output holds %U at byte %d:\n%q", args, r, i, out)
+			}
+		}
+	}
 }
