@@ -58,7 +58,7 @@ func (r *runner) siteLayers() ([]config.Layer, error) {
 	}
 	layers := []config.Layer{base}
 	for _, p := range SiteConfigPaths[1:] {
-		layers = append(layers, config.ReadLayer(r.path(p), p))
+		layers = append(layers, r.readLayer(p))
 	}
 	return layers, nil
 }
@@ -82,7 +82,7 @@ func (r *runner) baseLayer() (config.Layer, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return config.Layer{}, fmt.Errorf("reading %s: %w", SiteBasePath, err)
 	}
-	l := config.ReadLayer(r.path(config.DefaultPath), config.DefaultPath)
+	l := r.readLayer(config.DefaultPath)
 	data, err := json.Marshal(l)
 	if err != nil {
 		return l, err
@@ -571,4 +571,12 @@ func (r *runner) installSection(p string) (wantedBy, aliases []string, err error
 		}
 	}
 	return wantedBy, aliases, nil
+}
+
+// readLayer reads the site file at p (as the appliance names it) inside the
+// root, so that a link planted in an image tree, even as the last component,
+// resolves inside it.
+func (r *runner) readLayer(p string) config.Layer {
+	data, err := r.fs.ReadFile(p, config.MaxFileSize)
+	return config.LayerFrom(p, data, err)
 }

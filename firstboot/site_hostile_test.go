@@ -251,3 +251,32 @@ func runSiteBounded(t *testing.T, f func()) {
 		t.Errorf("first boot allocated %d MB", alloc>>20)
 	}
 }
+
+// TestSiteFileLinkStaysInsideRoot: the ESP file as an absolute link, last
+// component and all, must resolve inside the image root. Reading it through
+// a host path used to follow the link onto the host, so a file outside the
+// root could choose the profile.
+func TestSiteFileLinkStaysInsideRoot(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "host-omerta.yaml")
+	if err := os.WriteFile(outside, []byte("profile: user\nhostname: from-the-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root := newTestRoot(t, map[string]string{"/etc/omerta/omerta.yaml": injectImage})
+	if err := os.MkdirAll(filepath.Join(root, "efi"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "efi", "omerta.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), testOptions(root, &out)); err != nil {
+		t.Fatal(err)
+	}
+	h := readReport(t, root).Header
+	if h.Profile != config.ProfileEnterprise {
+		t.Errorf("report profile %s: the host's file, reached through the link, chose it", h.Profile)
+	}
+	if h.Hostname == "from-the-host" {
+		t.Error("the host name came from a file outside the root")
+	}
+}

@@ -60,13 +60,22 @@ func ReadLayer(path, name string) Layer {
 	if name == "" {
 		name = path
 	}
-	l := Layer{Path: name}
 	data, err := safeio.ReadFile(path, MaxFileSize)
+	return LayerFrom(name, data, err)
+}
+
+// LayerFrom makes the layer named name from the result of reading it, for
+// a caller that reads through something other than a host path (first boot
+// reads the ESP and /etc through rootfs, so that a link in an image tree
+// cannot lead out of it). The read must be capped at MaxFileSize and refuse
+// non-regular files, as safeio and rootfs do.
+func LayerFrom(name string, data []byte, err error) Layer {
+	l := Layer{Path: name}
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		l.Present = true
-		l.ReadError = readError(path, name, err)
+		l.ReadError = readError(name, err)
 	default:
 		l.Present = true
 		l.Data = data
@@ -74,39 +83,22 @@ func ReadLayer(path, name string) Layer {
 	return l
 }
 
-// readError says why the file at path could not be read, naming it name (as
-// the appliance sees it), not by the path this process reached it through.
-func readError(path, name string, err error) string {
+// readError says why a file could not be read, naming it name (as the
+// appliance sees it), not by the path this process reached it through.
+func readError(name string, err error) string {
 	var pe *fs.PathError
+	var nr *safeio.NotRegularError
 	switch {
+	case errors.As(err, &nr):
+		return fmt.Sprintf("%s: is a %s, not a regular file", name, nr.Kind)
 	case errors.Is(err, safeio.ErrNotRegular):
-		return fmt.Sprintf("%s: is %s, not a regular file", name, fileKind(path))
+		return fmt.Sprintf("%s: is not a regular file", name)
 	case errors.Is(err, safeio.ErrTooLarge):
 		return fmt.Sprintf("%s: larger than the limit of %d bytes", name, MaxFileSize)
 	case errors.As(err, &pe):
 		return fmt.Sprintf("reading %s: %v", name, pe.Err)
 	}
 	return fmt.Sprintf("reading %s: %v", name, err)
-}
-
-func fileKind(path string) string {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return "something"
-	}
-	switch m := fi.Mode(); {
-	case m.IsDir():
-		return "a directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	}
-	return "a special file"
 }
 
 // Resolve layers the files in paths over the defaults; see ResolveLayers.

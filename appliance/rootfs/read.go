@@ -58,7 +58,7 @@ func (r Root) openRegular(p string, flags int) (*os.File, error) {
 		return nil, pathErr("stat", p, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading %s: %w (it is a %s)", clean(p), safeio.ErrNotRegular, kind(fi.Mode()))
+		return nil, &safeio.NotRegularError{Name: clean(p), Kind: safeio.Kind(fi.Mode())}
 	}
 	// O_NONBLOCK: the file may have been swapped for a FIFO since the
 	// check; it must not block then either.
@@ -98,24 +98,6 @@ func (r Root) WriteExisting(p string, data []byte) error {
 		return pathErr("write", p, err)
 	}
 	return nil
-}
-
-func kind(m fs.FileMode) string {
-	switch {
-	case m.IsDir():
-		return "directory"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeSymlink != 0:
-		return "symlink"
-	}
-	return "special file"
 }
 
 // ReadDir lists the directory p (following symlinks inside the root),

@@ -22,6 +22,19 @@ var ErrTooLarge = errors.New("input is larger than the limit")
 // a regular file.
 var ErrNotRegular = errors.New("not a regular file")
 
+// NotRegularError says which path named something other than a regular
+// file, and what it was ("FIFO", "character device", ...).
+type NotRegularError struct {
+	Name string
+	Kind string
+}
+
+func (e *NotRegularError) Error() string {
+	return fmt.Sprintf("reading %s: %v (it is a %s)", e.Name, ErrNotRegular, e.Kind)
+}
+
+func (e *NotRegularError) Unwrap() error { return ErrNotRegular }
+
 // LimitError says which input went over which cap.
 type LimitError struct {
 	Name  string // the file, or "standard input"
@@ -51,7 +64,7 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("reading %s: %w (it is a %s)", path, ErrNotRegular, kind(fi.Mode()))
+		return nil, &NotRegularError{Name: path, Kind: Kind(fi.Mode())}
 	}
 	if fi.Size() > limit {
 		return nil, &LimitError{Name: path, Limit: limit}
@@ -78,7 +91,8 @@ func readAll(r io.Reader, name string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
-func kind(m os.FileMode) string {
+// Kind names the type of file m describes, for messages.
+func Kind(m os.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "directory"
