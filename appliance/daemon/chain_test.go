@@ -42,7 +42,7 @@ func runDaemon(t *testing.T, cfg config.Config, check func(c *apiclient.Client))
 	return logs.String()
 }
 
-func statePath(cfg config.Config) string { return filepath.Join(cfg.Daemon.StateDir, StateFile) }
+func statePath(cfg config.Config) string { return cfg.StateDBPath() }
 
 // rawExec changes the database around the store and its triggers, as
 // someone with the file would.

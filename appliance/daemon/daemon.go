@@ -87,8 +87,6 @@ func WithSchemas(s ...store.Schema) Option {
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-// StateFile is the database's name inside the state directory.
-const StateFile = "state.db"
 
 // stopAuditTimeout bounds the write of the daemon.stop record. It has its
 // own budget because the shutdown's may be spent by then: a request held

@@ -115,7 +115,7 @@ func TestNotifySequence(t *testing.T) {
 		t.Errorf("socket left behind after stop: %v", err)
 	}
 	// The audit log records both ends of the run.
-	st, err := store.Open(context.Background(), filepath.Join(cfg.Daemon.StateDir, StateFile))
+	st, err := store.Open(context.Background(), cfg.StateDBPath())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +188,7 @@ func TestStartFailures(t *testing.T) {
 		}, "not a directory"},
 		{"corrupt database", func(t *testing.T, cfg *config.Config) {
 			os.MkdirAll(cfg.Daemon.StateDir, 0o700)
-			os.WriteFile(filepath.Join(cfg.Daemon.StateDir, StateFile), []byte(strings.Repeat("garbage ", 1000)), 0o600)
+			os.WriteFile(cfg.StateDBPath(), []byte(strings.Repeat("garbage ", 1000)), 0o600)
 		}, "database is corrupt"},
 	}
 	for _, tt := range tests {
@@ -333,7 +333,7 @@ func (noProbe) Drift(context.Context, int) ([]probe.StoredDrift, error) { return
 
 func auditLog(t *testing.T, cfg config.Config) []store.AuditRecord {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(cfg.Daemon.StateDir, StateFile))
+	st, err := store.Open(context.Background(), cfg.StateDBPath())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -49,7 +48,7 @@ func (d *daemon) openState(ctx context.Context) (*store.Store, *apitype.AuditSta
 	if err := ensureStateDir(d.cfg.Daemon.StateDir); err != nil {
 		return nil, nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(d.cfg.Daemon.StateDir, StateFile),
+	st, err := store.Open(ctx, d.cfg.StateDBPath(),
 		store.WithClock(d.o.now), store.WithSchemas(d.o.schemas...))
 	if err != nil {
 		return nil, nil, err

@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
 // WriteSummary writes what a person needs to see in five seconds: the
@@ -32,7 +34,7 @@ func WriteSummary(w io.Writer, res *Result, v Verdict) error {
 		if c.Status == StatusPass {
 			st = "ok"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", st, c.ID, clip(c.Measured, 40), c.Reason)
+		row(tw, st, c.ID, clip(c.Measured, 40), c.Reason)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -45,23 +47,23 @@ func WriteSummary(w io.Writer, res *Result, v Verdict) error {
 	if h.Virtualization.Hypervisor != "" {
 		virt += " (" + h.Virtualization.Hypervisor + ")"
 	}
-	fmt.Fprintf(tw, "Machine\t%s; %d socket(s), %d cores, %d threads; %.1f GiB memory; %s\n",
-		orUnknown(h.CPU.Model), h.CPU.Sockets, h.CPU.Cores, h.CPU.Threads, bytesGiB(h.Memory.TotalBytes), virt)
-	fmt.Fprintf(tw, "Kernel\t%s; cgroup v%d (%s); Secure Boot %s; TPM %s; IOMMU %s\n",
+	row(tw, "Machine", fmt.Sprintf("%s; %d socket(s), %d cores, %d threads; %.1f GiB memory; %s",
+		orUnknown(h.CPU.Model), h.CPU.Sockets, h.CPU.Cores, h.CPU.Threads, bytesGiB(h.Memory.TotalBytes), virt))
+	row(tw, "Kernel", fmt.Sprintf("%s; cgroup v%d (%s); Secure Boot %s; TPM %s; IOMMU %s",
 		orUnknown(h.Kernel.Release), h.Kernel.CgroupVersion, h.Kernel.CgroupMode, h.Security.SecureBoot,
-		tpmWord(h.Security.TPM), onOff(h.Security.IOMMU.Enabled))
-	fmt.Fprintf(tw, "Storage\t%.1f GiB free of %.1f GiB at %s\n",
-		bytesGiB(h.StateFS.FreeBytes), bytesGiB(h.StateFS.TotalBytes), orUnknown(h.StateFS.MeasuredAt))
+		tpmWord(h.Security.TPM), onOff(h.Security.IOMMU.Enabled)))
+	row(tw, "Storage", fmt.Sprintf("%.1f GiB free of %.1f GiB at %s",
+		bytesGiB(h.StateFS.FreeBytes), bytesGiB(h.StateFS.TotalBytes), orUnknown(h.StateFS.MeasuredAt)))
 	gpu := res.GPU.Summary
 	if res.GPU.NVML.DriverVersion != "" {
 		gpu += fmt.Sprintf("; driver %s, CUDA %s", res.GPU.NVML.DriverVersion, res.GPU.NVML.CUDADriverVersion)
 	}
-	fmt.Fprintf(tw, "GPU\t%s\n", gpu)
+	row(tw, "GPU", gpu)
 	ctr := res.Runtime.Containerd
 	if ctr.Reachable {
-		fmt.Fprintf(tw, "Runtime\tcontainerd %s at %s, snapshotter %s\n", ctr.Version, ctr.Address, ctr.Snapshotter)
+		row(tw, "Runtime", fmt.Sprintf("containerd %s at %s, snapshotter %s", ctr.Version, ctr.Address, ctr.Snapshotter))
 	} else {
-		fmt.Fprintf(tw, "Runtime\tcontainerd not reachable: %s\n", ctr.Error)
+		row(tw, "Runtime", fmt.Sprintf("containerd not reachable: %s", ctr.Error))
 	}
 	var links []string
 	for _, l := range res.Network.Links {
@@ -74,15 +76,25 @@ func WriteSummary(w io.Writer, res *Result, v Verdict) error {
 		}
 		links = append(links, s)
 	}
-	fmt.Fprintf(tw, "Network\t%s\n", orUnknown(strings.Join(links, "; ")))
+	row(tw, "Network", orUnknown(strings.Join(links, "; ")))
 	if len(res.Problems) > 0 {
-		fmt.Fprintf(tw, "Unread\t%s\n", strings.Join(res.Problems, "; "))
+		row(tw, "Unread", strings.Join(res.Problems, "; "))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// row writes one line of tab-separated cells, each escaped: CPU models,
+// GPU names, link names and error texts come from the machine, and one
+// holding a newline or an escape sequence must not forge a line of its own.
+func row(tw io.Writer, cells ...string) {
+	for i, c := range cells {
+		cells[i] = terminal.Escape(c)
+	}
+	fmt.Fprintln(tw, strings.Join(cells, "\t"))
 }
 
 func clip(s string, n int) string {
