@@ -108,7 +108,11 @@ func (r *runner) resolveInstallable(layers []config.Layer) (siteData, []byte, er
 			sd.Config.Profile = r.opts.Profile
 			sd.ProfileFrom = "flag"
 		}
-		data, err := config.Marshal(sd.Config, siteHeader(sd)...)
+		err := pinnedByFirstBoot(sd.Config)
+		var data []byte
+		if err == nil {
+			data, err = config.Marshal(sd.Config, siteHeader(sd)...)
+		}
 		if err == nil {
 			return sd, data, nil
 		}
@@ -121,6 +125,18 @@ func (r *runner) resolveInstallable(layers []config.Layer) (siteData, []byte, er
 		}
 		layers[i].ReadError = fmt.Sprintf("%s: set aside, because the configuration with it cannot be installed: %v", layers[i].Path, err)
 	}
+}
+
+// pinnedByFirstBoot refuses a configuration that moves what first boot has
+// already used by the time the site step runs: its journal, keys, token
+// and the database its step table and audit records went to all live in
+// StateDir, so a site file that moved daemon.state_dir would have omertad
+// open a second, empty database and start a second audit chain.
+func pinnedByFirstBoot(c config.Config) error {
+	if c.Daemon.StateDir != StateDir {
+		return fmt.Errorf("daemon.state_dir: %q: the appliance keeps its state in %s; a site file may not move it", c.Daemon.StateDir, StateDir)
+	}
+	return nil
 }
 
 func (r *runner) stepSite(ctx context.Context) (any, string, error) {

@@ -280,3 +280,30 @@ func TestSiteFileLinkStaysInsideRoot(t *testing.T) {
 		t.Error("the host name came from a file outside the root")
 	}
 }
+
+// TestSiteCannotMoveStateDir: first boot has written its journal, keys,
+// step table and audit records under /var/lib/omerta before the site step
+// runs; an ESP file that moved daemon.state_dir used to be installed as
+// is, so omertad opened an empty database with a new audit chain.
+func TestSiteCannotMoveStateDir(t *testing.T) {
+	esp := "daemon:\n  state_dir: /srv/elsewhere\nhostname: from-esp\n"
+	root := newTestRoot(t, map[string]string{"/etc/omerta/omerta.yaml": injectImage, "/efi/omerta.yaml": esp})
+	var out bytes.Buffer
+	if _, err := Run(context.Background(), testOptions(root, &out)); err != nil {
+		t.Fatal(err)
+	}
+	installed, err := config.Load(filepath.Join(root, "etc/omerta/omerta.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if installed.Daemon.StateDir != StateDir {
+		t.Errorf("installed state_dir %q, want %q", installed.Daemon.StateDir, StateDir)
+	}
+	h := readReport(t, root).Header
+	if src := h.Site.Sources[1]; !strings.Contains(src.Error, "daemon.state_dir") {
+		t.Errorf("the ESP layer was not set aside naming daemon.state_dir: %+v", src)
+	}
+	if h.Profile != config.ProfileEnterprise {
+		t.Errorf("report profile %s, want the image's enterprise", h.Profile)
+	}
+}
