@@ -11,12 +11,14 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/omertaos/omertaos/firstboot"
 )
 
-const (
-	reportPath = "/var/lib/omerta/firstboot/report.json"
+var (
+	reportPath = firstboot.ReportPath
 	// The same file as seen inside the var partition.
-	reportInVar = "/lib/omerta/firstboot/report.json"
+	reportInVar = strings.TrimPrefix(firstboot.ReportPath, "/var")
 )
 
 // mainScenario: steps 1 to 5 on an image with a site configuration that
