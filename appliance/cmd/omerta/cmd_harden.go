@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -131,14 +132,16 @@ func loadSite(root string) (config.Config, error) {
 	if err != nil {
 		return config.Config{}, fmt.Errorf("--root: %w", err)
 	}
-	p, err := r.Join(config.DefaultPath)
+	// Read through the root's handle, so that a link anywhere on the way,
+	// the file itself included, resolves inside --root.
+	data, err := r.ReadFile(config.DefaultPath, config.MaxFileSize)
+	if errors.Is(err, fs.ErrNotExist) {
+		return config.Default(), nil
+	}
 	if err != nil {
 		return config.Config{}, fmt.Errorf("site configuration: %w", err)
 	}
-	cfg, err := config.Load(p)
-	if errors.Is(err, config.ErrNotFound) {
-		return config.Default(), nil
-	}
+	cfg, err := config.Parse(data, config.DefaultPath, config.Default())
 	if err != nil {
 		return cfg, fmt.Errorf("site configuration: %w", err)
 	}

@@ -89,3 +89,41 @@ func TestHardenOutputEscapesForeignText(t *testing.T) {
 		t.Errorf("a long value is cut inside a rune:\n%s", table.String())
 	}
 }
+
+// TestHardenSiteConfigStaysInsideRoot: --root's etc/omerta as an absolute
+// link, or omerta.yaml itself as one, must resolve inside the root; the
+// host's file (here one saying enterprise) must not choose the profile.
+func TestHardenSiteConfigStaysInsideRoot(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "omerta.yaml"), []byte("profile: enterprise\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for name, plant := range map[string]func(root string) error{
+		"directory link": func(root string) error {
+			return os.Symlink(outside, filepath.Join(root, "etc/omerta"))
+		},
+		"file link": func(root string) error {
+			if err := os.MkdirAll(filepath.Join(root, "etc/omerta"), 0o755); err != nil {
+				return err
+			}
+			return os.Symlink(filepath.Join(outside, "omerta.yaml"), filepath.Join(root, "etc/omerta/omerta.yaml"))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := plant(root); err != nil {
+				t.Fatal(err)
+			}
+			out, err := runCmd(t, "harden", "--root", root)
+			if err != nil {
+				t.Fatalf("harden: %v\n%s", err, out)
+			}
+			if strings.Contains(out, "profile enterprise") || !strings.Contains(out, "profile user") {
+				t.Errorf("the profile came from outside the root:\n%s", out)
+			}
+		})
+	}
+}
