@@ -22,12 +22,15 @@ import (
 
 func init() { subcommands = append(subcommands, newHardenCmd) }
 
+// hardenFlags are the flags of `omerta harden`.
+type hardenFlags struct {
+	root, profile string
+	live, check   bool
+	asJSON        bool
+}
+
 func newHardenCmd() *cobra.Command {
-	var (
-		root, profile string
-		live, check   bool
-		asJSON        bool
-	)
+	var f hardenFlags
 	cmd := &cobra.Command{
 		Use:   "harden",
 		Short: "Apply the hardening profile to a root directory, or check it for drift",
@@ -47,80 +50,97 @@ The profile comes from --profile, else from <root>/etc/omerta/omerta.yaml,
 else the default (user).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			site, err := loadSite(root)
+			opts, err := f.options(cmd.Flags().Changed("live"))
 			if err != nil {
 				return err
 			}
-			p := site.Profile
-			if profile != "" {
-				if p, err = config.ParseProfile(profile); err != nil {
-					return fmt.Errorf("--profile: %w", err)
-				}
+			if f.check {
+				return runHardenCheck(cmd, opts, f.asJSON)
 			}
-			absRoot, err := filepath.Abs(root)
-			if err != nil {
-				return fmt.Errorf("--root: %w", err)
-			}
-			if check && !cmd.Flags().Changed("live") && absRoot == "/" {
-				live = true
-			}
-			if live && absRoot != "/" {
-				return fmt.Errorf("--live: the running kernel can only be changed or read with --root /, not %s", root)
-			}
-			opts := hardening.Options{Root: absRoot, Profile: p, Site: site, Live: live}
-			out := cmd.OutOrStdout()
-			if check {
-				results, err := hardening.Check(cmd.Context(), opts)
-				if err != nil {
-					return fmt.Errorf("checking hardening: %w", err)
-				}
-				if asJSON {
-					return writeJSON(out, results)
-				}
-				drift := 0
-				var shown []hardening.Result
-				for _, r := range results {
-					if r.Result.Drift() {
-						drift++
-						shown = append(shown, r)
-					}
-				}
-				fmt.Fprintf(out, "profile %s, root %s, live %t: %d controls, %s\n", p, terminal.Escape(absRoot), live, len(results), summary(results))
-				if drift == 0 {
-					fmt.Fprintln(out, "no drift")
-					return nil
-				}
-				fmt.Fprintf(out, "drift in %d controls:\n", drift)
-				printTable(out, shown)
-				return exitCode(1)
-			}
-			applied, err := hardening.Apply(cmd.Context(), opts)
-			if err != nil {
-				return fmt.Errorf("applying hardening: %w", err)
-			}
-			if asJSON {
-				return writeJSON(out, applied)
-			}
-			printTable(out, applied.Results)
-			fmt.Fprintf(out, "\nprofile %s, root %s, live %t: %d controls, %s; %d files changed\n",
-				p, terminal.Escape(absRoot), live, len(applied.Results), summary(applied.Results), len(applied.Changed))
-			for _, c := range applied.Changed {
-				fmt.Fprintf(out, "  changed %s\n", terminal.Escape(c))
-			}
-			for _, r := range applied.Results {
-				if r.Result.Drift() {
-					return exitCode(1)
-				}
-			}
-			return nil
+			return runHardenApply(cmd, opts, f.asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&root, "root", "/", "root directory to harden (an image tree or a test directory)")
-	cmd.Flags().StringVar(&profile, "profile", "", "hardening profile: user, pro or enterprise (default: from the site configuration)")
-	cmd.Flags().BoolVar(&live, "live", false, "also change (or, with --check, read) the running kernel; only with --root /")
-	cmd.Flags().BoolVar(&check, "check", false, "change nothing; print controls that drifted and exit 1 if any did")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the results as JSON")
+	cmd.Flags().StringVar(&f.root, "root", "/", "root directory to harden (an image tree or a test directory)")
+	cmd.Flags().StringVar(&f.profile, "profile", "", "hardening profile: user, pro or enterprise (default: from the site configuration)")
+	cmd.Flags().BoolVar(&f.live, "live", false, "also change (or, with --check, read) the running kernel; only with --root /")
+	cmd.Flags().BoolVar(&f.check, "check", false, "change nothing; print controls that drifted and exit 1 if any did")
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the results as JSON")
 	return cmd
+}
+
+// options turns the flags and the root's site configuration into
+// hardening.Options. liveSet says whether --live was given explicitly.
+func (f hardenFlags) options(liveSet bool) (hardening.Options, error) {
+	site, err := loadSite(f.root)
+	if err != nil {
+		return hardening.Options{}, err
+	}
+	p := site.Profile
+	if f.profile != "" {
+		if p, err = config.ParseProfile(f.profile); err != nil {
+			return hardening.Options{}, fmt.Errorf("--profile: %w", err)
+		}
+	}
+	absRoot, err := filepath.Abs(f.root)
+	if err != nil {
+		return hardening.Options{}, fmt.Errorf("--root: %w", err)
+	}
+	live := f.live
+	if f.check && !liveSet && absRoot == "/" {
+		live = true
+	}
+	if live && absRoot != "/" {
+		return hardening.Options{}, fmt.Errorf("--live: the running kernel can only be changed or read with --root /, not %s", terminal.Escape(f.root))
+	}
+	return hardening.Options{Root: absRoot, Profile: p, Site: site, Live: live}, nil
+}
+
+func runHardenCheck(cmd *cobra.Command, opts hardening.Options, asJSON bool) error {
+	results, err := hardening.Check(cmd.Context(), opts)
+	if err != nil {
+		return fmt.Errorf("checking hardening: %w", err)
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		return writeJSON(out, results)
+	}
+	var shown []hardening.Result
+	for _, r := range results {
+		if r.Result.Drift() {
+			shown = append(shown, r)
+		}
+	}
+	fmt.Fprintf(out, "profile %s, root %s, live %t: %d controls, %s\n", opts.Profile, terminal.Escape(opts.Root), opts.Live, len(results), summary(results))
+	if len(shown) == 0 {
+		fmt.Fprintln(out, "no drift")
+		return nil
+	}
+	fmt.Fprintf(out, "drift in %d controls:\n", len(shown))
+	printTable(out, shown)
+	return exitCode(1)
+}
+
+func runHardenApply(cmd *cobra.Command, opts hardening.Options, asJSON bool) error {
+	applied, err := hardening.Apply(cmd.Context(), opts)
+	if err != nil {
+		return fmt.Errorf("applying hardening: %w", err)
+	}
+	out := cmd.OutOrStdout()
+	if asJSON {
+		return writeJSON(out, applied)
+	}
+	printTable(out, applied.Results)
+	fmt.Fprintf(out, "\nprofile %s, root %s, live %t: %d controls, %s; %d files changed\n",
+		opts.Profile, terminal.Escape(opts.Root), opts.Live, len(applied.Results), summary(applied.Results), len(applied.Changed))
+	for _, c := range applied.Changed {
+		fmt.Fprintf(out, "  changed %s\n", terminal.Escape(c))
+	}
+	for _, r := range applied.Results {
+		if r.Result.Drift() {
+			return exitCode(1)
+		}
+	}
+	return nil
 }
 
 // loadSite reads <root>/etc/omerta/omerta.yaml strictly; a missing file
