@@ -44,19 +44,10 @@ func (r *run) mainScenario(ctx context.Context) error {
 	defer v.kill()
 
 	// 1. first boot, bounded.
-	fctx, cancel := context.WithTimeout(ctx, r.opts.firstbootTimeout)
-	b, _, err := r.waitFirstboot(fctx, sc, v, 0)
-	cancel()
-	if !r.check(sc, "first boot finished and printed the banner", err == nil, "%v", errOrNil(err)) {
+	b, ok := r.mainFirstboot(ctx, sc, v)
+	if !ok {
 		return nil
 	}
-	r.res.PowerOnToFirstbootStartSecs = b.StartAt.Seconds()
-	r.res.PowerOnToFirstbootDoneSeconds = b.DoneAt.Seconds()
-	r.res.FirstbootSeconds = (b.DoneAt - b.StartAt).Seconds()
-	r.res.FirstbootSteps = stepTimes(v.snapshot())
-	r.check(sc, "banner: console URL, TLS fingerprint, token, report key", b.URL != "" && b.TLS != "" && b.Token != "" && b.ReportKey != "",
-		"url %s, tls %s, token %d chars until %s, key %s", b.URL, b.TLS, len(b.Token), b.Expires, b.ReportKey)
-	r.checkTokenAfterHardening(sc, v.snapshot())
 
 	// 2. over SSH.
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -66,9 +57,49 @@ func (r *run) mainScenario(ctx context.Context) error {
 		return nil
 	}
 	defer s.c.Close()
+	r.mainServices(sc, s)
+
+	// 3. the report, 4. Lynis.
+	r.mainReport(sc, s, b, site, profile, hostname)
+	r.keepLynisFindings(s)
+
+	// 5. exposure.
+	r.mainExposure(sc, s)
+
+	_, _, _ = s.run("sudo -n systemctl poweroff")
+	if err := v.wait(3 * time.Minute); err != nil {
+		v.kill()
+		r.check(sc, "clean poweroff", false, "%v", err)
+	}
+	return nil
+}
+
+// mainFirstboot waits for first boot to print its banner and records its
+// timings; ok is false when it did not finish.
+func (r *run) mainFirstboot(ctx context.Context, sc string, v *vm) (banner, bool) {
+	fctx, cancel := context.WithTimeout(ctx, r.opts.firstbootTimeout)
+	b, _, err := r.waitFirstboot(fctx, sc, v, 0)
+	cancel()
+	if !r.check(sc, "first boot finished and printed the banner", err == nil, "%v", errOrNil(err)) {
+		return b, false
+	}
+	r.res.PowerOnToFirstbootStartSecs = b.StartAt.Seconds()
+	r.res.PowerOnToFirstbootDoneSeconds = b.DoneAt.Seconds()
+	r.res.FirstbootSeconds = (b.DoneAt - b.StartAt).Seconds()
+	r.res.FirstbootSteps = stepTimes(v.snapshot())
+	r.check(sc, "banner: console URL, TLS fingerprint, token, report key", b.URL != "" && b.TLS != "" && b.Token != "" && b.ReportKey != "",
+		"url %s, tls %s, token %d chars until %s, key %s", b.URL, b.TLS, len(b.Token), b.Expires, b.ReportKey)
+	r.checkTokenAfterHardening(sc, v.snapshot())
+	return b, true
+}
+
+// mainServices checks the units, the probe and hardening's read-back on
+// the booted guest.
+func (r *run) mainServices(sc string, s *sshClient) {
 	// First boot is done, but units ordered after it may still be starting.
 	var out string
 	var code int
+	var err error
 	for deadline := time.Now().Add(3 * time.Minute); ; {
 		out, code, err = s.run("systemctl is-active omertad.service containerd.service")
 		if err != nil || code == 0 || time.Now().After(deadline) {
@@ -98,49 +129,57 @@ func (r *run) mainScenario(ctx context.Context) error {
 	r.check(sc, "omerta harden --check shows zero drift", err == nil && code == 0, "exit %d: %s", code, firstLines(out, 6))
 	out, _, _ = s.run("findmnt -n -o TARGET,SOURCE,FSTYPE /var; findmnt -n -o TARGET,FSTYPE -T /boot/omerta.yaml; ls /boot/omerta.yaml /efi 2>&1")
 	r.note("mounts: %s", oneLine(out))
+}
 
-	// 3. the report.
+// mainReport copies the report out, verifies it on the host pinned to the
+// banner's key, and checks what it says against the ESP's site file.
+func (r *run) mainReport(sc string, s *sshClient, b banner, site []byte, profile, hostname string) {
 	data, stderr, code, err := s.run2("sudo -n cat " + reportPath)
-	if r.check(sc, "report copied out over SSH", err == nil && code == 0, "exit %d%s", code, errSuffix(nonEmpty(stderr))) {
-		h, _ := r.verifyReport(sc, []byte(data), b.ReportKey)
-		if h != nil {
-			r.check(sc, "report profile is the ESP's", h.Header.Profile == profile, "report %q, ESP %q", h.Header.Profile, profile)
-			r.check(sc, "report hostname is the ESP's", h.Header.Hostname == hostname, "report %q, ESP %q", h.Header.Hostname, hostname)
-			var esp string
-			for _, src := range h.Header.Site.Sources {
-				if src.Present && src.Path != "/etc/omerta/omerta.yaml" {
-					esp = fmt.Sprintf("%s sha256 %s error %q", src.Path, src.SHA256, src.Error)
-					r.check(sc, "report names the ESP site file and its hash", src.Error == "" && src.SHA256 == sha256Hex(site), "%s", esp)
-				}
-			}
-			if esp == "" {
-				r.check(sc, "report names the ESP site file and its hash", false, "no ESP layer present in %+v", h.Header.Site.Sources)
-			}
-			r.check(sc, "report has no site problems", len(h.Header.Site.Problems) == 0, "%v", h.Header.Site.Problems)
-			r.check(sc, "report key matches the console", h.Signature.KeyFingerprint == b.ReportKey, "%s", h.Signature.KeyFingerprint)
-			// 4. Lynis.
-			if h.Header.Lynis != nil {
-				idx := h.Header.Lynis.Index
-				r.res.LynisIndex = &idx
-				r.res.LynisWarnings = h.Header.Lynis.Warnings
-				r.check(sc, "Lynis hardening index >= 80", idx >= 80, "index %d", idx)
-				r.check(sc, "Lynis reports no warnings", len(h.Header.Lynis.Warnings) == 0, "%v", h.Header.Lynis.Warnings)
-			} else {
-				r.check(sc, "Lynis ran", false, "the report has no lynis section")
-			}
+	if !r.check(sc, "report copied out over SSH", err == nil && code == 0, "exit %d%s", code, errSuffix(nonEmpty(stderr))) {
+		return
+	}
+	h, _ := r.verifyReport(sc, []byte(data), b.ReportKey)
+	if h == nil {
+		return
+	}
+	r.check(sc, "report profile is the ESP's", h.Header.Profile == profile, "report %q, ESP %q", h.Header.Profile, profile)
+	r.check(sc, "report hostname is the ESP's", h.Header.Hostname == hostname, "report %q, ESP %q", h.Header.Hostname, hostname)
+	var esp string
+	for _, src := range h.Header.Site.Sources {
+		if src.Present && src.Path != "/etc/omerta/omerta.yaml" {
+			esp = fmt.Sprintf("%s sha256 %s error %q", src.Path, src.SHA256, src.Error)
+			r.check(sc, "report names the ESP site file and its hash", src.Error == "" && src.SHA256 == sha256Hex(site), "%s", esp)
 		}
 	}
+	if esp == "" {
+		r.check(sc, "report names the ESP site file and its hash", false, "no ESP layer present in %+v", h.Header.Site.Sources)
+	}
+	r.check(sc, "report has no site problems", len(h.Header.Site.Problems) == 0, "%v", h.Header.Site.Problems)
+	r.check(sc, "report key matches the console", h.Signature.KeyFingerprint == b.ReportKey, "%s", h.Signature.KeyFingerprint)
+	if h.Header.Lynis == nil {
+		r.check(sc, "Lynis ran", false, "the report has no lynis section")
+		return
+	}
+	idx := h.Header.Lynis.Index
+	r.res.LynisIndex = &idx
+	r.res.LynisWarnings = h.Header.Lynis.Warnings
+	r.check(sc, "Lynis hardening index >= 80", idx >= 80, "index %d", idx)
+	r.check(sc, "Lynis reports no warnings", len(h.Header.Lynis.Warnings) == 0, "%v", h.Header.Lynis.Warnings)
+}
 
-	// What Lynis suggested, for whoever tunes the image and the controls;
-	// Lynis keeps its log at /var/log/lynis.log.
+// keepLynisFindings saves what Lynis suggested, for whoever tunes the image
+// and the controls; Lynis keeps its log at /var/log/lynis.log.
+func (r *run) keepLynisFindings(s *sshClient) {
 	if out, _, code, err := s.run2("sudo -n grep -E 'Suggestion:|Warning:' /var/log/lynis.log"); err == nil && code == 0 {
 		path := filepath.Join(r.opts.work, "lynis-findings.txt")
 		if werr := os.WriteFile(path, []byte(out), 0o644); werr == nil {
 			r.note("Lynis findings (%d lines) in %s", strings.Count(out, "\n"), path)
 		}
 	}
+}
 
-	// 5. exposure.
+// mainExposure records systemd-analyze security for the appliance's units.
+func (r *run) mainExposure(sc string, s *sshClient) {
 	for _, unit := range []string{"omertad.service", "omerta-firstboot.service", "containerd.service"} {
 		out, _, err := s.run("sudo -n systemd-analyze security --no-pager " + unit)
 		m := reExposure.FindStringSubmatch(out)
@@ -150,13 +189,6 @@ func (r *run) mainScenario(ctx context.Context) error {
 		}
 		r.check(sc, "systemd-analyze security "+unit, err == nil && m != nil, "%s", lastLine(out))
 	}
-
-	_, _, _ = s.run("sudo -n systemctl poweroff")
-	if err := v.wait(3 * time.Minute); err != nil {
-		v.kill()
-		r.check(sc, "clean poweroff", false, "%v", err)
-	}
-	return nil
 }
 
 // checkTokenAfterHardening: the token line must come after harden-verify
