@@ -87,7 +87,6 @@ func WithSchemas(s ...store.Schema) Option {
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
-
 // stopAuditTimeout bounds the write of the daemon.stop record. It has its
 // own budget because the shutdown's may be spent by then: a request held
 // open until the shutdown deadline must not cost the audit log its record.
