@@ -1,10 +1,41 @@
-// Package agents is the home of everything that runs AI agents on the
-// appliance; the work is in its subpackages. Among them:
+// Package agents runs AI agents on the appliance. Its subpackages:
 //
 //   - manifest: the agent manifest (apiVersion omertaos.dev/v1, kind Agent),
 //     strict decoding, validation, normalisation, the configuration schema
 //     and its secrets, and the manifest's published JSON Schema;
 //   - catalog: catalog entries from the image, from operators' imports and
 //     from the OMERTAOS formats (agents.yaml, AgentRecipe, AgentTemplate),
-//     with every field that could not be kept named.
+//     with every field that could not be kept named;
+//   - runtime: the containerd adapter (locked-down containers, runc or
+//     gVisor, exec, metrics, logs, orphans);
+//   - ctrtest: a private containerd for tests.
+//
+// This package is the domain service on top of them (no HTTP: the routes
+// live in appliance/api). A Service keeps each agent's desired state in
+// SQLite (Schema), offers the lifecycle verbs (Deploy, Patch, Disable,
+// Enable, Restart, Delete, Logs, FollowLogs), runs tasks in the agents'
+// containers (RunTask, CancelTask, WaitTask), publishes events on a Bus, and
+// samples telemetry for Prometheus (Collectors). Its Run is the reconciler,
+// a daemon.Service named "agents".
+//
+// # Crash consistency
+//
+// Every verb writes its intent (and its audit record, in the same
+// transaction) before it touches containerd, and the observed state after.
+// A container's name is derived from its agent and the generation of the
+// spec it runs, <id>-g<generation>, so that after a SIGKILL anywhere the
+// reconciler can tell from the rows alone what each container in the
+// namespace is: the agent's current generation (adopt it, start it, or
+// remove it if it never started), the generation a patch keeps until its
+// successor runs (prev_generation), or nothing known (an orphan, removed
+// with its task, snapshot and lease). A patch creates its new generation
+// beside the old, starts it, and only then stops and removes the old; when
+// the new one does not start, the old keeps running and the patch is
+// rolled back. Generation numbers are never reused (last_generation).
+//
+// Secret configuration values (format: secret in the manifest's
+// configSchema) are stored apart (agent_secrets) and reach the agent only
+// in its configuration file, mounted read-only at ConfigMountPath: never in
+// an API answer, an event, the audit log, a log line or the container's
+// environment.
 package agents

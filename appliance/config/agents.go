@@ -22,6 +22,13 @@ type Agents struct {
 	BundledDir string `yaml:"bundled_dir" json:"bundled_dir"`
 	// LogDir holds one log file per agent, written by containerd's shim.
 	LogDir string `yaml:"log_dir" json:"log_dir"`
+	// RunDir is the runtime's own directory: the gVisor wrapper and the
+	// FIFOs of the processes it runs in containers.
+	RunDir string `yaml:"run_dir" json:"run_dir"`
+	// RuntimeRoot, when set, is where runc and runsc keep their state
+	// (root/runc, root/runsc) instead of the shim's default under
+	// /run/containerd; a second containerd on the machine needs it.
+	RuntimeRoot string `yaml:"runtime_root" json:"runtime_root,omitempty"`
 	// TelemetryInterval is how often agents' metrics are read for the
 	// event stream and /metrics.
 	TelemetryInterval time.Duration `yaml:"telemetry_interval" json:"telemetry_interval"`
@@ -34,6 +41,7 @@ const (
 	DefaultCatalogDir        = "/usr/share/omerta/catalog"
 	DefaultBundledDir        = "/usr/share/omerta/agents"
 	DefaultAgentLogDir       = "/var/log/omerta/agents"
+	DefaultAgentRunDir       = "/run/omerta/runtime"
 	DefaultTelemetryInterval = 10 * time.Second
 )
 
@@ -45,6 +53,7 @@ func DefaultAgents() Agents {
 		CatalogDir:        DefaultCatalogDir,
 		BundledDir:        DefaultBundledDir,
 		LogDir:            DefaultAgentLogDir,
+		RunDir:            DefaultAgentRunDir,
 		TelemetryInterval: DefaultTelemetryInterval,
 	}
 }
@@ -76,8 +85,14 @@ func (a *Agents) validate() error {
 		{"agents.catalog_dir", a.CatalogDir},
 		{"agents.bundled_dir", a.BundledDir},
 		{"agents.log_dir", a.LogDir},
+		{"agents.run_dir", a.RunDir},
 	} {
 		if err := checkPath(p.field, p.path); err != nil {
+			return err
+		}
+	}
+	if a.RuntimeRoot != "" {
+		if err := checkPath("agents.runtime_root", a.RuntimeRoot); err != nil {
 			return err
 		}
 	}

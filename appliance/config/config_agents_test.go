@@ -16,7 +16,7 @@ func TestAgentsDefaults(t *testing.T) {
 	want := Agents{
 		Containerd: "/run/containerd/containerd.sock", Namespace: "omerta",
 		CatalogDir: "/usr/share/omerta/catalog", BundledDir: "/usr/share/omerta/agents",
-		LogDir: "/var/log/omerta/agents", TelemetryInterval: 10 * time.Second,
+		LogDir: "/var/log/omerta/agents", RunDir: "/run/omerta/runtime", TelemetryInterval: 10 * time.Second,
 	}
 	if cfg.Agents != want {
 		t.Errorf("default agents section = %+v, want %+v", cfg.Agents, want)
@@ -30,6 +30,8 @@ func TestAgentsSection(t *testing.T) {
   catalog_dir: /srv/catalog
   bundled_dir: /srv/archives
   log_dir: /srv/logs
+  run_dir: /run/omerta-test
+  runtime_root: /run/omerta-test/rt
   telemetry_interval: 30s
 `)
 	cfg, err := Parse(data, "agents.yaml", Default())
@@ -37,7 +39,8 @@ func TestAgentsSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Agents{Containerd: "/run/omerta-test/containerd.sock", Namespace: "omerta-test.1",
-		CatalogDir: "/srv/catalog", BundledDir: "/srv/archives", LogDir: "/srv/logs", TelemetryInterval: 30 * time.Second}
+		CatalogDir: "/srv/catalog", BundledDir: "/srv/archives", LogDir: "/srv/logs", RunDir: "/run/omerta-test",
+		RuntimeRoot: "/run/omerta-test/rt", TelemetryInterval: 30 * time.Second}
 	if cfg.Agents != want {
 		t.Fatalf("agents = %+v, want %+v", cfg.Agents, want)
 	}
