@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS   := $(CURDIR)/.cache/tools
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build test fuzz lint demo clean deps-build deps-test
+.PHONY: all build test fuzz lint openapi-lint demo clean deps-build deps-test
 
 all: build
 
@@ -55,8 +55,14 @@ lint: deps-build
 	$(GO) vet ./...
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	$(TOOLS)/staticcheck ./...
+	@scripts/openapi-lint.sh
 
-demo: build
+# omertad's OpenAPI document, linted by Redocly CLI (pinned, installed from
+# npm under .cache/npm on first use).
+openapi-lint:
+	@scripts/openapi-lint.sh
+
+demo: build agents
 	@scripts/install-deps.sh demo
 	@scripts/demo.sh
 

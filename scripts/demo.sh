@@ -1,14 +1,36 @@
 #!/usr/bin/env bash
-# make demo: run omertad with its state under ./demo, then show what it serves,
-# what the probe thinks of this machine, and a first boot into a scratch root
-# with its signed report verified. Stays up until Ctrl-C when run from a
-# terminal; exits after the tour otherwise.
+# make demo: run omertad with its state under ./demo and a private containerd,
+# then show what it serves, what the probe thinks of this machine, the sample
+# agents imported from their OCI archives (no registry, no network), one of
+# them deployed with its logs and a task's result, and a first boot into a
+# scratch root with its signed report verified. Stays up until Ctrl-C when run
+# from a terminal; exits after the tour otherwise, removing what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/bin/omerta
 demo=$PWD/demo
 sock=$demo/run/omertad.sock
 mkdir -p "$demo/run"
+
+# A private containerd, so the demo never touches the system's: its own
+# root, state and socket (a short path: unix sockets take 107 bytes).
+ctrd=$(mktemp -d /tmp/omerta-demo-ctrd.XXXXXX)
+cat >"$ctrd/config.toml" <<TOML
+version = 2
+root = "$ctrd/root"
+state = "$ctrd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$ctrd/c.sock"
+[ttrpc]
+  address = "$ctrd/c.sock.ttrpc"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$ctrd/opt"
+TOML
 
 cat >"$demo/omerta.yaml" <<YAML
 # Written by make demo: omertad with everything under $demo.
@@ -17,15 +39,39 @@ daemon:
   socket: $sock
   state_dir: $demo/state
   log_level: info
+agents:
+  containerd: $ctrd/c.sock
+  namespace: omerta-demo
+  catalog_dir: $PWD/image/catalog
+  bundled_dir: $PWD/out/agents
+  log_dir: $demo/agents/logs
+  run_dir: $demo/agents/run
+  runtime_root: $ctrd/runc
 YAML
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 api() { curl -sS --unix-socket "$sock" "http://omertad$1"; echo; }
 
+cli() { "$bin" "$@" --socket "$sock"; }
+
+say "starting a private containerd (log: demo/containerd.log)"
+containerd --config "$ctrd/config.toml" >"$demo/containerd.log" 2>&1 &
+ctrd_pid=$!
+for _ in $(seq 100); do [ -S "$ctrd/c.sock" ] && break; sleep 0.1; done
+echo "containerd pid $ctrd_pid, socket $ctrd/c.sock"
+
 say "starting omertad (log: demo/omertad.log)"
 "$bin" daemon --config "$demo/omerta.yaml" >"$demo/omertad.log" 2>&1 &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+cleanup() {
+  # Agents first (their shims outlive containerd), then omertad, then
+  # containerd and its directory.
+  "$bin" agents delete sample-tool --purge --socket "$sock" >/dev/null 2>&1 || true
+  kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true
+  kill -TERM $ctrd_pid 2>/dev/null; wait $ctrd_pid 2>/dev/null || true
+  rm -rf "$ctrd"
+}
+trap cleanup EXIT
 for _ in $(seq 50); do [ -S "$sock" ] && curl -sf --unix-socket "$sock" http://omertad/healthz >/dev/null && break; sleep 0.1; done
 echo "omertad pid $pid, API on unix socket $sock (mode 0660)"
 
@@ -38,6 +84,24 @@ say "omerta probe (this machine, profile user)"
 "$bin" probe --profile user || true
 say "omerta probe --profile pro (needs a GPU)"
 "$bin" probe --profile pro || true
+
+say "omerta image list (imported at start from out/agents, digests checked)"
+for _ in $(seq 100); do cli image list 2>/dev/null | grep -q agents/tool && break; sleep 0.2; done
+cli image list
+say "omerta catalog list"
+cli catalog list
+say "omerta agents deploy sample-tool"
+cli agents deploy sample-tool
+for _ in $(seq 100); do
+  state=$(cli agents get sample-tool --json | jq -r .status.state)
+  [ "$state" = running ] && break; sleep 0.2
+done
+cli agents list
+say "omerta agents task sample-tool (JSON in, JSON out)"
+echo '{"op":"extract","text":"Mail ops@example.com about the 2026-12-01 release, see https://example.com/notes"}' |
+  cli agents task sample-tool --input - --json | jq .
+say "omerta agents logs sample-tool"
+cli agents logs sample-tool --tail 5
 
 say "omerta firstboot into a scratch root: demo/root"
 rm -rf "$demo/root"; mkdir -p "$demo/root"
@@ -52,6 +116,7 @@ say "omertad is running"
 echo "  socket:  $sock"
 echo "  try:     curl --unix-socket $sock http://omertad/api/v1/audit"
 echo "  state:   $demo/state/state.db (sqlite3)"
+echo "  agents:  $bin agents list --socket $sock"
 if [ -t 0 ]; then
   echo "  Ctrl-C stops it."
   wait $pid

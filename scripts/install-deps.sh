@@ -8,7 +8,8 @@ what=${1:-test}
 pkgs=(gcc libc6-dev make git ca-certificates curl)
 case "$what" in
   build) ;;
-  demo) pkgs+=(curl jq) ;;
+  # containerd + runc: the demo deploys a sample agent on a private containerd.
+  demo) pkgs+=(curl jq containerd runc) ;;
   # containerd + runc: the probe's and later the agents' integration tests
   # start a private containerd. iproute2: network namespace tests.
   # nftables: the hardening ruleset is loaded into a real nft in a

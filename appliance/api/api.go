@@ -20,6 +20,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/auth"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -33,6 +34,15 @@ type Deps struct {
 	AuditChain *apitype.AuditStatus
 	// Probe answers /api/v1/probe and /api/v1/probe/drift.
 	Probe ProbeQueries
+	// Auth checks every caller other than root without credentials, and
+	// serves setup, login, users and tokens (see auth.go). Without it
+	// only root is served, and the public routes.
+	Auth *auth.Service
+	// Report is where /api/v1/report reads the first-boot report.
+	Report ReportFiles
+	// Agents are the handles of the catalog, image, agent, task and event
+	// routes and of /metrics (see agents.go).
+	Agents AgentsDeps
 	// Limits bound what one client can make the API hold; zero fields take
 	// the defaults of DefaultLimits.
 	Limits Limits
@@ -100,6 +110,9 @@ type Server struct {
 	deps   Deps
 	limits Limits
 	log    *slog.Logger
+	agents agentsState
+	// openapi is the document of the routes registered (openapi.go).
+	openapi []byte
 }
 
 // New builds the API and mounts every domain's routes that has a handle in d.
@@ -107,7 +120,7 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	s := &Server{deps: d, limits: d.Limits.withDefaults(), log: d.Logger}
+	s := &Server{deps: d, limits: d.Limits.withDefaults(), log: d.Logger, agents: newAgentsState(d.Agents)}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "omertad",
 		DisableStartupMessage: true,
@@ -133,14 +146,21 @@ func New(d Deps) *Server {
 		ErrorHandler:                 s.errorHandler,
 	})
 	s.app.Use(s.peerCredentials)
+	// Every route is behind the table of authz.go: deny by default.
+	s.app.Use(s.authenticate)
 	s.app.Get("/healthz", s.healthz)
 	v1 := s.app.Group("/api/v1")
 	v1.Get("/version", s.version)
-	v1.Get("/whoami", s.whoami)
+	s.authRoutes(v1)
 	s.auditRoutes(v1)
 	if d.Probe != nil {
 		s.probeRoutes(v1)
 	}
+	s.agentsRoutes(v1)
+	if d.Report.Root.Dir() != "" {
+		s.reportRoutes(v1)
+	}
+	s.serveOpenAPI(v1) // last: it documents the routes mounted before it
 	return s
 }
 
@@ -153,6 +173,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
 // then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.closeStreams() // streams never finish on their own
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return s.app.Shutdown()

@@ -114,11 +114,11 @@ func TestHealthzUnhealthy(t *testing.T) {
 
 func TestPeerCredentials(t *testing.T) {
 	s := serve(t, Deps{})
-	p, err := s.c.Whoami(context.Background())
+	w, err := s.c.Identity(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.UID != uint32(os.Getuid()) || p.GID != uint32(os.Getgid()) || p.PID != uint32(os.Getpid()) {
+	if p := w.Peer; p == nil || p.UID != uint32(os.Getuid()) || p.GID != uint32(os.Getgid()) || p.PID != uint32(os.Getpid()) {
 		t.Fatalf("peer = %+v, want uid %d gid %d pid %d", p, os.Getuid(), os.Getgid(), os.Getpid())
 	}
 }

@@ -46,16 +46,6 @@ func (s *Server) peerCredentials(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// whoami tells a caller what omertad sees of it; the CLI and console use it
-// to explain a refusal.
-func (s *Server) whoami(c *fiber.Ctx) error {
-	p, ok := PeerFrom(c)
-	if !ok {
-		return fiber.NewError(fiber.StatusForbidden, "no peer credentials: the API is served on a unix socket only")
-	}
-	return c.JSON(p)
-}
-
 // peerOf reads SO_PEERCRED: the process that connected, fixed by the kernel
 // at connect time.
 func peerOf(uc *net.UnixConn) (apitype.Peer, error) {

@@ -119,12 +119,6 @@ func (c *Client) Version(ctx context.Context) (apitype.Version, error) {
 	return v, c.get(ctx, "/api/v1/version", &v)
 }
 
-// Whoami calls GET /api/v1/whoami: the caller as omertad sees it.
-func (c *Client) Whoami(ctx context.Context) (apitype.Peer, error) {
-	var p apitype.Peer
-	return p, c.get(ctx, "/api/v1/whoami", &p)
-}
-
 // Audit calls GET /api/v1/audit: up to limit records with seq > after,
 // oldest first. limit 0 means the server's default.
 func (c *Client) Audit(ctx context.Context, after int64, limit int) ([]apitype.AuditRecord, error) {

@@ -86,9 +86,9 @@ func TestErrors(t *testing.T) {
 		t.Errorf("Error() = %q", s)
 	}
 
-	_, err = c.Whoami(ctx)
+	_, err = c.Identity(ctx)
 	if !errors.As(err, &e) || e.Status != 502 || len(e.Message) > maxMessage+len("…") || !strings.HasPrefix(e.Message, "<html>") {
-		t.Errorf("Whoami from a non-JSON error = %v", err)
+		t.Errorf("Identity from a non-JSON error = %v", err)
 	}
 
 	if _, err := c.Version(ctx); err == nil || errors.As(err, &e) {

@@ -26,9 +26,10 @@ A file is an agent manifest (apiVersion ` + manifest.APIVersion + `, kind ` + ma
 docs/agent-manifest.md), an OMERTAOS agents.yaml with its recipes, an
 AgentRecipe, or an OMERTAOS AgentTemplate (apiVersion aion.os/v1).
 
-lint and schema work offline, without the daemon.`,
+lint and schema work offline, without the daemon; import, list and show
+talk to omertad (import needs root).`,
 	}
-	cmd.AddCommand(newCatalogLintCmd(), newCatalogSchemaCmd())
+	cmd.AddCommand(newCatalogLintCmd(), newCatalogSchemaCmd(), newCatalogImportCmd(), newCatalogListCmd(), newCatalogShowCmd())
 	return cmd
 }
 

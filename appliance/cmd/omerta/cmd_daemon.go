@@ -1,16 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/omertaos/omertaos/appliance/api"
+	"github.com/omertaos/omertaos/appliance/auth"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
 	"github.com/omertaos/omertaos/appliance/probe"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/firstboot"
 )
@@ -54,17 +59,57 @@ daemon.shutdown_timeout.`,
 // daemonSchemas are the domains' tables in omertad's database. Every table
 // the daemon or its API reads is listed, first boot's included: the console
 // shows its progress through omertad.
-var daemonSchemas = []store.Schema{probe.Schema, firstboot.Schema}
+var daemonSchemas = append([]store.Schema{probe.Schema, firstboot.Schema, auth.Schema}, agentSchemas...)
 
 // wireDaemon is the one list of what runs inside omertad and what its API
 // serves from, built once the store is open. A new domain adds its service
 // and its API handle here, nowhere else.
 func wireDaemon(d daemon.Deps) (daemon.Wiring, error) {
 	mon := newProbeMonitor(d)
+	agentServices, agentsAPI, err := wireAgents(d)
+	if err != nil {
+		return daemon.Wiring{}, err
+	}
+	// Setup redeems the token first boot wrote on this machine, "/".
+	users, err := auth.New(auth.Options{Store: d.Store, RedeemSetupToken: auth.FirstbootRedeemer("/"), Now: d.Now})
+	if err != nil {
+		return daemon.Wiring{}, fmt.Errorf("auth: %w", err)
+	}
+	reportFiles := api.ReportFiles{Root: rootfs.Host(), ReportPath: firstboot.ReportPath, PublicKeyPath: firstboot.SigningPubPath}
 	return daemon.Wiring{
-		Services: []daemon.Service{mon},
-		API:      api.Deps{Probe: mon},
+		Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, agentServices...),
+		API:      api.Deps{Probe: mon, Agents: agentsAPI, Auth: users, Report: reportFiles},
 	}, nil
+}
+
+// authPurgeInterval is how often expired sessions and reset links are
+// deleted; until then an expired one is refused all the same.
+const authPurgeInterval = time.Hour
+
+// authPurger keeps the auth tables small. A failed purge is logged, not
+// fatal: nothing depends on it but the tables' size.
+type authPurger struct {
+	svc *auth.Service
+	log *slog.Logger
+}
+
+func (authPurger) Name() string { return "auth-purge" }
+
+func (p authPurger) Run(ctx context.Context) error {
+	t := time.NewTicker(authPurgeInterval)
+	defer t.Stop()
+	for {
+		if n, err := p.svc.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("purging expired sessions", "err", err)
+		} else if n > 0 {
+			p.log.Debug("purged expired sessions and reset links", "rows", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // newLogger logs to stderr as key=value text. Under systemd (JOURNAL_STREAM

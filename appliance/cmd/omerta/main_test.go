@@ -42,7 +42,14 @@ func daemonConfig(t *testing.T) (cfgPath, sock, stateDir string) {
 	sock = filepath.Join(dir, "omertad.sock")
 	stateDir = filepath.Join(dir, "state")
 	cfgPath = filepath.Join(dir, "omerta.yaml")
-	os.WriteFile(cfgPath, []byte("daemon:\n  socket: "+sock+"\n  state_dir: "+stateDir+"\n  shutdown_timeout: 5s\n"), 0o644)
+	// The agents' directories under dir too, and a containerd socket that
+	// does not exist: with the defaults a test would write to the host's
+	// /var/log/omerta and /run/omerta.
+	cfg := "daemon:\n  socket: " + sock + "\n  state_dir: " + stateDir + "\n  shutdown_timeout: 5s\n" +
+		"agents:\n  containerd: " + filepath.Join(dir, "no-containerd.sock") +
+		"\n  catalog_dir: " + filepath.Join(dir, "catalog") + "\n  bundled_dir: " + filepath.Join(dir, "bundled") +
+		"\n  log_dir: " + filepath.Join(dir, "logs") + "\n  run_dir: " + filepath.Join(dir, "run") + "\n"
+	os.WriteFile(cfgPath, []byte(cfg), 0o644)
 	return cfgPath, sock, stateDir
 }
 

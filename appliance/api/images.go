@@ -1,0 +1,107 @@
+package api
+
+import (
+	"context"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/store"
+	"github.com/omertaos/omertaos/appliance/terminal"
+)
+
+// ImageService is what the image routes use; *runtime.Runtime is one.
+type ImageService interface {
+	Images(ctx context.Context) ([]runtime.Image, error)
+	ImportArchive(ctx context.Context, path string, opts ...runtime.ImportOption) ([]runtime.Image, error)
+}
+
+// maxImageImports bounds the imports under way at once: each holds a
+// connection and reads gigabytes.
+const maxImageImports = 2
+
+var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+
+// imageRoutes serves GET /images and POST /images/import (root only: see
+// authz.go).
+func (s *Server) imageRoutes(r fiber.Router) {
+	r.Get("/images", s.listImages)
+	r.Post("/images/import", s.importImage)
+}
+
+func (s *Server) listImages(c *fiber.Ctx) error {
+	imgs, err := s.deps.Agents.Images.Images(c.UserContext())
+	if err != nil {
+		return s.fail(c, err)
+	}
+	return c.JSON(apitype.ImageList{Images: imageViews(imgs)})
+}
+
+func (s *Server) importImage(c *fiber.Ctx) error {
+	var req apitype.ImageImport
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(req.Path) || filepath.Clean(req.Path) != req.Path || len(req.Path) > 4096 {
+		return fiber.NewError(fiber.StatusBadRequest, "path: "+quoteValue(req.Path)+" must be a clean absolute path of a file on omertad's machine")
+	}
+	var opts []runtime.ImportOption
+	if req.Digest != "" {
+		if !digestRE.MatchString(req.Digest) {
+			return fiber.NewError(fiber.StatusBadRequest, "digest: "+quoteValue(req.Digest)+" is not sha256: and 64 lowercase hex digits")
+		}
+		opts = append(opts, runtime.ExpectDigest(req.Digest))
+	}
+	if req.Name != "" {
+		opts = append(opts, runtime.WithName(req.Name))
+	}
+	select {
+	case s.agents.imports <- struct{}{}:
+		defer func() { <-s.agents.imports }()
+	default:
+		return fiber.NewError(fiber.StatusServiceUnavailable, "too many image imports under way; try again when one is done")
+	}
+	imgs, err := s.deps.Agents.Images.ImportArchive(c.UserContext(), req.Path, opts...)
+	if aerr := s.auditImport(c, req, imgs, err); aerr != nil {
+		return aerr
+	}
+	if err != nil {
+		return s.fail(c, err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(apitype.ImageImported{Images: imageViews(imgs)})
+}
+
+// auditImport records an import and its outcome, refusals included: a
+// digest that does not match is the audit log's business.
+func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runtime.Image, err error) error {
+	detail := map[string]any{"path": req.Path, "expected_digest": req.Digest, "images": imageViews(imgs)}
+	action := "image.import"
+	if err != nil {
+		if codeOf(err) == fiber.StatusServiceUnavailable {
+			return nil // nothing was tried
+		}
+		action, detail["error"] = "image.import.refused", terminal.Escape(err.Error())
+	}
+	return s.deps.Store.Audit(c.UserContext(), store.AuditEntry{Actor: actor(c), Action: action, Target: req.Path, Detail: detail})
+}
+
+func imageViews(imgs []runtime.Image) []apitype.Image {
+	out := make([]apitype.Image, 0, len(imgs))
+	for _, i := range imgs {
+		out = append(out, apitype.Image{Name: i.Name, Digest: i.Digest, Manifest: i.Manifest, Config: i.Config})
+	}
+	return out
+}
+
+// quoteValue shows a value from a request in a message: quoted, escaped,
+// cut short.
+func quoteValue(s string) string {
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return strconv.Quote(s)
+}

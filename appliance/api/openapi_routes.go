@@ -1,0 +1,135 @@
+package api
+
+import (
+	"github.com/omertaos/omertaos/appliance/apitype"
+)
+
+// opDoc documents one route for the OpenAPI document. Every rule has one
+// (TestEveryRuleIsDocumented).
+type opDoc struct {
+	summary     string
+	description string
+	tag         string
+	request     any // a value of the JSON request body's type; nil: no body
+	ok          int // the success status; 0 is 200
+	okDesc      string
+	response    any      // a value of the JSON answer's type
+	content     []string // or the media types of a non-JSON answer
+	query       []queryParam
+	errors      []int // 4xx answers beyond those errorCodes infers
+}
+
+type queryParam struct {
+	name, desc string
+	schema     map[string]any
+}
+
+func intParam(name, desc string, min, max, def int) queryParam {
+	return queryParam{name: name, desc: desc, schema: map[string]any{"type": "integer", "minimum": min, "maximum": max, "default": def}}
+}
+
+func boolParam(name, desc string) queryParam {
+	return queryParam{name: name, desc: desc, schema: map[string]any{"type": "boolean", "default": false}}
+}
+
+func strParam(name, desc string) queryParam {
+	return queryParam{name: name, desc: desc, schema: map[string]any{"type": "string"}}
+}
+
+var tagDocs = []struct{ name, desc string }{
+	{"system", "omertad's health, version and this document"},
+	{"auth", "setup with first boot's one-time token, login, logout, password reset, who the caller is"},
+	{"users", "the console's accounts and their roles (admin)"},
+	{"tokens", "API tokens for automation, scoped to a role (admin)"},
+	{"evidence", "the audit log, the hardware probe and its drift, the signed first-boot report"},
+	{"catalog", "the agents that can be deployed"},
+	{"images", "OCI images in omertad's containerd namespace"},
+	{"agents", "deployed agents, their lifecycle and logs"},
+	{"tasks", "tasks run on agents"},
+	{"events", "live events and metrics"},
+}
+
+const (
+	sse       = "text/event-stream"
+	textPlain = "text/plain"
+)
+
+var opDocs = map[string]opDoc{
+	"GET /healthz": {summary: "Health", tag: "system", response: apitype.Health{},
+		description: "200 while the state database answers, 503 with the store's error otherwise; a bad audit chain shows but is not unhealthy."},
+	"GET /api/v1/openapi.json": {summary: "This OpenAPI document", tag: "system", response: map[string]any{},
+		description: "The routes this omertad serves, generated from the table that authorises them."},
+	"GET /api/v1/version": {summary: "Build version", tag: "system", response: apitype.Version{}},
+
+	"GET /api/v1/setup": {summary: "Whether setup is done", tag: "auth", response: apitype.SetupState{}},
+	"POST /api/v1/setup": {summary: "Create the first admin", tag: "auth", request: apitype.SetupRequest{}, ok: 201,
+		okDesc: "the admin exists and is logged in", response: apitype.Session{}, errors: []int{403, 409, 429},
+		description: "Redeems the one-time token first boot printed (403 when it does not match, was used or expired), creates the first admin and starts its session. Once done it answers 409, for good."},
+	"POST /api/v1/login": {summary: "Log in", tag: "auth", request: apitype.LoginRequest{}, response: apitype.Session{}, errors: []int{401, 429},
+		description: "Every failure is the same 401, whatever failed. The session sent with the request, if any, ends: a new ID at every login."},
+	"POST /api/v1/reset": {summary: "Set a password with a reset link", tag: "auth", request: apitype.ResetRequest{}, ok: 204, errors: []int{403, 429},
+		description: "The link works once; the user's sessions end."},
+	"POST /api/v1/logout": {summary: "End this session", tag: "auth", ok: 204, okDesc: "the session ended",
+		description: "A session only; a token or root gets 401."},
+	"GET /api/v1/whoami": {summary: "Who the caller is", tag: "auth", response: apitype.Whoami{},
+		description: "The role, the actions it allows, the session's CSRF token and the calling process as the kernel reports it."},
+	"POST /api/v1/password": {summary: "Change one's own password", tag: "auth", request: apitype.PasswordChange{}, ok: 204, errors: []int{429},
+		description: "A console session only; the account's other sessions end. A wrong current password counts against the account's rate limit."},
+
+	"GET /api/v1/users": {summary: "List users", tag: "users", response: apitype.UserList{}},
+	"POST /api/v1/users": {summary: "Create a user", tag: "users", request: apitype.UserCreate{}, ok: 201, response: apitype.UserCreated{}, errors: []int{409},
+		description: "Without a password the answer carries a one-time reset link for the user to set one."},
+	"GET /api/v1/users/:name":          {summary: "Get a user", tag: "users", response: apitype.User{}},
+	"POST /api/v1/users/:name/disable": {summary: "Disable a user", tag: "users", response: apitype.User{}, errors: []int{409}, description: "Ends all of the user's sessions. The last enabled admin cannot be disabled (409)."},
+	"POST /api/v1/users/:name/enable":  {summary: "Enable a user", tag: "users", response: apitype.User{}},
+	"POST /api/v1/users/:name/reset":   {summary: "Issue a reset link", tag: "users", ok: 201, response: apitype.ResetLink{}, errors: []int{409}, description: "Replaces any earlier link; shown once."},
+	"PUT /api/v1/users/:name/role":     {summary: "Change a user's role", tag: "users", request: apitype.RoleChange{}, response: apitype.User{}, errors: []int{409}, description: "Ends all of the user's sessions. The last enabled admin keeps the role (409)."},
+
+	"GET /api/v1/tokens":        {summary: "List API tokens", tag: "tokens", response: apitype.TokenList{}, description: "Never their secrets; revoked tokens included."},
+	"POST /api/v1/tokens":       {summary: "Issue an API token", tag: "tokens", request: apitype.TokenCreate{}, ok: 201, response: apitype.TokenIssued{}, errors: []int{409}, description: "The secret is in this answer and nowhere else."},
+	"DELETE /api/v1/tokens/:id": {summary: "Revoke an API token", tag: "tokens", ok: 204, errors: []int{409}},
+
+	"GET /api/v1/audit": {summary: "Audit log records", tag: "evidence", response: []apitype.AuditRecord{},
+		description: "Records with seq greater than after, oldest first.",
+		query: []queryParam{intParam("after", "return records after this seq", 0, 1<<62, 0),
+			intParam("limit", "at most this many records", 1, apitype.MaxListLimit, apitype.AuditLimitDefault)}},
+	"GET /api/v1/audit/status": {summary: "Audit chain as verified at start", tag: "evidence", response: apitype.AuditStatus{}, errors: []int{503}},
+	"GET /api/v1/probe":        {summary: "Latest hardware probe and verdict", tag: "evidence", response: apitype.ProbeView{}, errors: []int{404}},
+	"GET /api/v1/probe/drift": {summary: "Drift from the baseline", tag: "evidence", response: apitype.DriftView{},
+		query: []queryParam{intParam("limit", "at most this many events, newest first", 1, apitype.MaxListLimit, apitype.DriftLimitDefault)}},
+	"GET /api/v1/report": {summary: "The first-boot report and its verification", tag: "evidence", response: apitype.ReportView{}, errors: []int{404},
+		description: "The signed report as stored, verified against the device's public key."},
+	"GET /api/v1/report.html": {summary: "The first-boot report as a printable page", tag: "evidence", content: []string{"text/html"}, errors: []int{404, 422}},
+
+	"GET /api/v1/catalog":     {summary: "List catalog entries", tag: "catalog", response: apitype.CatalogList{}},
+	"GET /api/v1/catalog/:id": {summary: "Get a catalog entry and its manifest", tag: "catalog", response: apitype.CatalogEntryView{}},
+	"POST /api/v1/catalog": {summary: "Import a catalog document", tag: "catalog", request: apitype.CatalogImport{}, ok: 201, response: apitype.CatalogImported{}, errors: []int{409},
+		description: "Every agent of the document is added, or none."},
+	"GET /api/v1/images": {summary: "List images", tag: "images", response: apitype.ImageList{}},
+	"POST /api/v1/images/import": {summary: "Import an image archive from omertad's machine", tag: "images", request: apitype.ImageImport{}, ok: 201, response: apitype.ImageImported{}, errors: []int{409, 503},
+		description: "Root on the socket only: omertad opens the path it is given."},
+	"GET /api/v1/agents":       {summary: "List agents", tag: "agents", response: apitype.AgentList{}},
+	"POST /api/v1/agents":      {summary: "Deploy a catalog entry", tag: "agents", request: apitype.AgentDeploy{}, ok: 201, response: apitype.Agent{}, errors: []int{409}},
+	"GET /api/v1/agents/:id":   {summary: "Get an agent", tag: "agents", response: apitype.Agent{}},
+	"PATCH /api/v1/agents/:id": {summary: "Change an agent's configuration or resources", tag: "agents", request: apitype.AgentPatch{}, response: apitype.Agent{}, errors: []int{409}},
+	"DELETE /api/v1/agents/:id": {summary: "Delete an agent", tag: "agents", ok: 204, errors: []int{409},
+		query: []queryParam{boolParam("purge", "also remove the agent's data and logs")}},
+	"POST /api/v1/agents/:id/disable": {summary: "Stop an agent and keep it stopped", tag: "agents", response: apitype.Agent{}, errors: []int{409}},
+	"POST /api/v1/agents/:id/enable":  {summary: "Start a disabled agent", tag: "agents", response: apitype.Agent{}, errors: []int{409}},
+	"POST /api/v1/agents/:id/restart": {summary: "Restart an agent", tag: "agents", response: apitype.Agent{}, errors: []int{409}},
+	"GET /api/v1/agents/:id/logs": {summary: "An agent's log", tag: "agents", content: []string{textPlain, sse},
+		description: "The last lines as text/plain, the raw bytes the agent wrote; with follow=true a stream of server-sent events (event: log, data: a JSON string).",
+		query: []queryParam{intParam("tail", "the last this many lines", 1, apitype.LogTailMax, apitype.LogTailDefault),
+			boolParam("follow", "stream the log as server-sent events")}},
+	"GET /api/v1/agents/:id/tasks": {summary: "An agent's tasks", tag: "tasks", response: apitype.TaskList{},
+		query: []queryParam{intParam("limit", "at most this many tasks, newest first", 1, apitype.MaxListLimit, apitype.TaskLimitDefault)}},
+	"POST /api/v1/agents/:id/tasks": {summary: "Run a task on an agent", tag: "tasks", request: apitype.TaskCreate{}, ok: 201, response: apitype.Task{}, errors: []int{409},
+		query: []queryParam{strParam("wait", "wait up to this long (0s to 10m, as 30s) for the task to end")}},
+	"GET /api/v1/tasks/:id":         {summary: "Get a task", tag: "tasks", response: apitype.Task{}},
+	"POST /api/v1/tasks/:id/cancel": {summary: "Cancel a task", tag: "tasks", response: apitype.Task{}, errors: []int{409}},
+	"GET /api/v1/events": {summary: "Live events", tag: "events", content: []string{sse}, errors: []int{503},
+		description: "Server-sent events: each has id (seq), event (its type) and data (an Event as JSON); a lagged or shutdown event ends the stream.",
+		query: []queryParam{strParam("types", "comma-separated event types: agent.state, agent.deleted, task, telemetry"),
+			strParam("agent", "only this agent's events"), strParam("task", "only this task's events")}},
+	"GET /metrics": {summary: "Prometheus metrics", tag: "events", content: []string{textPlain}},
+}

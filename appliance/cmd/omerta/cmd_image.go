@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/terminal"
+)
+
+func init() { subcommands = append(subcommands, newImageCmd) }
+
+// imageImportTimeout bounds an import: an archive of gigabytes is read,
+// checked and unpacked by omertad.
+const imageImportTimeout = 30 * time.Minute
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Import agent images into omertad's containerd namespace; list them",
+		Long: `Agent images live in containerd's namespace "omerta" (agents.namespace).
+They come as OCI image archives (an OCI layout or ` + "`docker save`" + ` tar): the
+image ships its own, which omertad imports at start, and an operator imports
+more with omerta image import. No registry is needed.`,
+	}
+	cmd.AddCommand(newImageImportCmd(), newImageListCmd())
+	return cmd
+}
+
+func newImageImportCmd() *cobra.Command {
+	var (
+		f      apiFlags
+		digest string
+		name   string
+	)
+	cmd := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Import an OCI image archive (needs root)",
+		Long: `import has omertad read FILE, an OCI image layout or ` + "`docker save`" + ` tar on
+this machine, and import its images. Every blob is stored under its own
+digest, so a tampered archive is refused; --digest also requires every image
+in it to have that index, manifest or config digest. --name names the image
+of an archive that names none. Each import is recorded in the audit log.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			// omertad opens the file itself: give it a path that means the
+			// same file from its working directory.
+			path, err := filepath.Abs(args[0])
+			if err != nil {
+				return fmt.Errorf("image archive %s: %w", terminal.Escape(args[0]), err)
+			}
+			c, err := f.client(imageImportTimeout)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out, err := c.ImportImage(cmd.Context(), apitype.ImageImport{Path: path, Digest: digest, Name: name})
+			if err != nil {
+				return explain(err)
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			return printImages(cmd, out.Images)
+		},
+	}
+	f.add(cmd, true)
+	cmd.Flags().StringVar(&digest, "digest", "", "the digest (sha256:...) every image of the archive must have")
+	cmd.Flags().StringVar(&name, "name", "", "the name of the image, for an archive that names none")
+	return cmd
+}
+
+func newImageListCmd() *cobra.Command {
+	var f apiFlags
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List the images in omertad's containerd namespace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := f.client(defaultCallTimeout)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			l, err := c.Images(cmd.Context())
+			if err != nil {
+				return explain(err)
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), l)
+			}
+			return printImages(cmd, l.Images)
+		},
+	}
+	f.add(cmd, true)
+	return cmd
+}
+
+func printImages(cmd *cobra.Command, imgs []apitype.Image) error {
+	t := newTable(cmd.OutOrStdout(), 0, "NAME", "DIGEST", "MANIFEST")
+	for _, i := range imgs {
+		t.row(i.Name, i.Digest, i.Manifest)
+	}
+	return t.flush()
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/omertaos/omertaos/appliance/agents"
+	"github.com/omertaos/omertaos/appliance/agents/catalog"
+	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/api"
+	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/store"
+	"github.com/omertaos/omertaos/appliance/terminal"
+)
+
+// agentSchemas are the agents domain's tables.
+var agentSchemas = []store.Schema{agents.Schema, catalog.Schema}
+
+// agentsDir is where the agents' data directories live, inside omertad's
+// state directory.
+const agentsDir = "agents"
+
+// containerdDialTimeout bounds one connection attempt to containerd and
+// the delay between attempts. containerd's dialer waits this long for a
+// socket that does not exist yet, and a call made meanwhile waits with it:
+// the client's default, 10 s, would be each request's wait for a 503
+// while containerd is down. A local socket answers in milliseconds.
+const containerdDialTimeout = 2 * time.Second
+
+// wireAgents builds the agents domain: the containerd client and runtime,
+// the catalog, the agents service (its reconciler runs as a daemon
+// service), the import of the bundled images, and /metrics.
+//
+// Nothing here waits for containerd. The client dials lazily and gRPC
+// reconnects with backoff; while containerd does not answer, omertad
+// serves, agents show the state "unknown", changes that need containerd
+// answer 503, and the bundled import waits for it.
+func wireAgents(d daemon.Deps) ([]daemon.Service, api.AgentsDeps, error) {
+	a := d.Config.Agents
+	cc, err := client.New(a.Containerd, client.WithTimeout(containerdDialTimeout))
+	if err != nil {
+		return nil, api.AgentsDeps{}, fmt.Errorf("containerd client for %s: %w", a.Containerd, err)
+	}
+	opts := []runtime.Option{runtime.WithNamespace(a.Namespace), runtime.WithLogDir(a.LogDir), runtime.WithRunDir(a.RunDir)}
+	if a.RuntimeRoot != "" {
+		opts = append(opts, runtime.WithRuntimeRoot(a.RuntimeRoot))
+	}
+	rt, err := runtime.New(cc, opts...)
+	if err != nil {
+		cc.Close()
+		return nil, api.AgentsDeps{}, fmt.Errorf("agent runtime: %w", err)
+	}
+	cat := catalog.NewService(d.Store, a.CatalogDir, catalog.WithClock(d.Now))
+	logShipped(d, cat)
+	svc, err := agents.New(d.Store, rt, agents.WithLogger(d.Logger), agents.WithClock(d.Now),
+		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
+		agents.WithTelemetryInterval(a.TelemetryInterval))
+	if err != nil {
+		cc.Close()
+		return nil, api.AgentsDeps{}, fmt.Errorf("agents: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	reg.MustRegister(svc.Collectors()...)
+	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), svc}
+	return services, api.AgentsDeps{
+		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
+		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
+	}, nil
+}
+
+// logShipped says what of the shipped catalog could not be read: a bad
+// entry is skipped, never fatal.
+func logShipped(d daemon.Deps, cat *catalog.Service) {
+	if err := cat.LoadError(); err != nil {
+		d.Logger.Warn("shipped agent catalog not read", "dir", cat.Dir(), "err", terminal.Escape(err.Error()))
+	}
+	for _, f := range cat.Shipped() {
+		if f.OK() {
+			continue
+		}
+		for _, p := range f.Problems {
+			d.Logger.Warn("shipped catalog file refused", "file", terminal.Escape(f.Path), "problem", terminal.Escape(p.String()))
+		}
+		for _, e := range f.Entries {
+			for _, p := range e.Problems {
+				d.Logger.Warn("shipped catalog entry refused", "file", terminal.Escape(f.Path), "entry", terminal.Escape(e.Source),
+					"problem", terminal.Escape(p.String()))
+			}
+		}
+	}
+}
