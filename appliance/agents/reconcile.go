@@ -57,6 +57,8 @@ func (s *Service) Run(ctx context.Context) error {
 // verb is working on are left for the next pass. The error wraps
 // ErrUnavailable when containerd does not answer.
 func (s *Service) Reconcile(ctx context.Context) error {
+	s.cycle.Lock()
+	defer s.cycle.Unlock()
 	began := time.Now()
 	defer func() { s.met.pass.Observe(time.Since(began).Seconds()) }()
 	rows, err := loadAgents(ctx, s.st.Read(), "")

@@ -153,6 +153,8 @@ func (s *Service) sampleLoop(ctx context.Context) {
 // rotates the logs that grew too large. The reconciler's pass tells it
 // which container is whose.
 func (s *Service) Sample(ctx context.Context) error {
+	s.cycle.Lock()
+	defer s.cycle.Unlock()
 	asked := time.Now()
 	all, err := s.rt.MetricsAll(ctx)
 	if err != nil {
