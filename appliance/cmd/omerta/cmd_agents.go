@@ -19,8 +19,6 @@ import (
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
-func init() { subcommands = append(subcommands, newAgentsCmd) }
-
 // Exit statuses of `omerta agents task`.
 const (
 	exitTaskFailed  exitCode = 1 // FAILED, TIMED_OUT or CANCELED

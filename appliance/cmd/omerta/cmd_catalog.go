@@ -14,8 +14,6 @@ import (
 // holds a refusal.
 const exitCatalogInvalid exitCode = 1
 
-func init() { subcommands = append(subcommands, newCatalogCmd) }
-
 func newCatalogCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "catalog",

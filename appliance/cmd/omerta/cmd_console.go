@@ -18,7 +18,7 @@ import (
 	"github.com/omertaos/omertaos/ui"
 )
 
-func init() { subcommands = append(subcommands, newConsoleCmd) }
+// newConsoleCmd is listed in main.go's commands.
 
 // consoleOptions are the flags of omerta console.
 type consoleOptions struct {

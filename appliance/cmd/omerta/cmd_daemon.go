@@ -20,8 +20,6 @@ import (
 	"github.com/omertaos/omertaos/firstboot"
 )
 
-func init() { subcommands = append(subcommands, newDaemonCmd) }
-
 func newDaemonCmd() *cobra.Command {
 	var configPath string
 	cmd := &cobra.Command{

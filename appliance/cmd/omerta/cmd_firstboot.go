@@ -12,8 +12,6 @@ import (
 	"github.com/omertaos/omertaos/firstboot"
 )
 
-func init() { subcommands = append(subcommands, newFirstbootCmd) }
-
 func newFirstbootCmd() *cobra.Command {
 	var (
 		root, probeRoot, profile string

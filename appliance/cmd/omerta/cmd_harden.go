@@ -20,8 +20,6 @@ import (
 	"github.com/omertaos/omertaos/hardening"
 )
 
-func init() { subcommands = append(subcommands, newHardenCmd) }
-
 // hardenFlags are the flags of `omerta harden`.
 type hardenFlags struct {
 	root, profile string

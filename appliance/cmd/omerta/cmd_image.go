@@ -11,8 +11,6 @@ import (
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
-func init() { subcommands = append(subcommands, newImageCmd) }
-
 // imageImportTimeout bounds an import: an archive of gigabytes is read,
 // checked and unpacked by omertad.
 const imageImportTimeout = 30 * time.Minute

@@ -12,8 +12,6 @@ import (
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
-func init() { subcommands = append(subcommands, newProbeCmd) }
-
 // newProbeMonitor is the drift monitor inside omertad (see wireDaemon): a
 // probe at start and every probe.interval, stored with its drift, served at
 // /api/v1/probe.

@@ -44,8 +44,6 @@ Exit status:
 // hundred bytes.
 const pubkeyMaxBytes = 64 << 10
 
-func init() { subcommands = append(subcommands, newReportCmd) }
-
 func newReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",

@@ -9,8 +9,6 @@ import (
 	"github.com/omertaos/omertaos/appliance/version"
 )
 
-func init() { subcommands = append(subcommands, newVersionCmd) }
-
 func newVersionCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{

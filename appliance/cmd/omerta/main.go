@@ -10,11 +10,27 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
-// subcommands are registered by each command's file in init, so that each
-// command lives beside its flags and nothing else needs editing to add one.
-var subcommands []func() *cobra.Command
+// commands is every subcommand, in the order --help lists them: one
+// explicit list, so what the binary can do is read in one place rather than
+// assembled from init functions in file-name order.
+func commands() []*cobra.Command {
+	return []*cobra.Command{
+		newDaemonCmd(),
+		newFirstbootCmd(),
+		newProbeCmd(),
+		newHardenCmd(),
+		newReportCmd(),
+		newCatalogCmd(),
+		newImageCmd(),
+		newAgentsCmd(),
+		newConsoleCmd(),
+		newVersionCmd(),
+	}
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -25,7 +41,9 @@ func main() {
 		if asExit(err, &ec) {
 			os.Exit(int(ec))
 		}
-		fmt.Fprintln(os.Stderr, "omerta:", err)
+		// Errors carry paths, parser messages and servers' words: escaped,
+		// none of them can rewrite the terminal.
+		fmt.Fprintln(os.Stderr, "omerta:", terminal.Escape(err.Error()))
 		os.Exit(1)
 	}
 }
@@ -48,8 +66,6 @@ inspect and verify.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	for _, newCmd := range subcommands {
-		root.AddCommand(newCmd())
-	}
+	root.AddCommand(commands()...)
 	return root
 }

@@ -1,0 +1,292 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/omertaos/omertaos/appliance/apitype"
+)
+
+// Actions (auth's names) that decide what a page shows.
+const (
+	actAgentsRead   = "agents.read"
+	actAgentsWrite  = "agents.write"
+	actAgentsLogs   = "agents.logs"
+	actTasksRead    = "tasks.read"
+	actTasksWrite   = "tasks.write"
+	actCatalogRead  = "catalog.read"
+	actSecretsWrite = "secrets.write"
+	actUsersRead    = "users.read"
+	actUsersWrite   = "users.write"
+	actTokensRead   = "tokens.read"
+	actTokensWrite  = "tokens.write"
+	actAuditRead    = "audit.read"
+	actReportsRead  = "reports.read"
+	actProbeRead    = "probe.read"
+	actDriftRead    = "drift.read"
+	actEventsRead   = "events.read"
+)
+
+// part is one section of a page whose data comes from its own call: a
+// failed call spoils that section only, and says so there.
+type part[T any] struct {
+	V T
+	// Missing: not yet there (404), e.g. no report before first boot ends.
+	Missing bool
+	Err     string
+	// Status is omertad's answer when the call failed.
+	Status int
+	// Hidden: the role may not see it; nothing is rendered.
+	Hidden bool
+}
+
+func fill[T any](p *part[T], v T, err error) {
+	switch {
+	case err == nil:
+		p.V = v
+	case statusOf(err) == http.StatusNotFound:
+		p.Missing = true
+	default:
+		p.Status = statusOf(err)
+		_, p.Err = explain(err)
+	}
+}
+
+type dashboardData struct {
+	Report part[reportSummary]
+	Probe  part[probeSummary]
+	Agents part[agentCounts]
+	Drift  part[[]apitype.DriftEvent]
+	Audit  part[[]apitype.AuditRecord]
+	// DeployRate is the seed's KPI; omertad does not serve it yet.
+	DeployRate string
+}
+
+// dashboardCalls is how many records of each list the dashboard shows.
+const (
+	dashboardDrift = 5
+	dashboardAudit = 8
+)
+
+func (s *Server) dashboard(c *fiber.Ctx) error {
+	w, a, ctx := who(c), api(c), c.UserContext()
+	var d dashboardData
+	var wg sync.WaitGroup
+	run := func(allowed bool, hidden *bool, f func()) {
+		if !allowed {
+			*hidden = true
+			return
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	run(can(w, actReportsRead), &d.Report.Hidden, func() {
+		r, err := a.Report(ctx)
+		fill(&d.Report, summarizeReport(r), err)
+	})
+	run(can(w, actProbeRead), &d.Probe.Hidden, func() {
+		p, err := a.Probe(ctx)
+		fill(&d.Probe, summarizeProbe(p), err)
+	})
+	run(can(w, actAgentsRead), &d.Agents.Hidden, func() {
+		l, err := a.Agents(ctx)
+		fill(&d.Agents, countAgents(l.Agents), err)
+	})
+	run(can(w, actDriftRead), &d.Drift.Hidden, func() {
+		v, err := a.Drift(ctx, dashboardDrift)
+		fill(&d.Drift, v.Events, err)
+	})
+	run(can(w, actAuditRead), &d.Audit.Hidden, func() {
+		recs, err := s.recentAudit(ctx, a, dashboardAudit)
+		fill(&d.Audit, recs, err)
+	})
+	wg.Wait()
+	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Drift.Status, d.Audit.Status) {
+		clearSessionCookie(c)
+		return s.toLogin(c)
+	}
+	d.DeployRate = "not available yet"
+	return s.render(c, fiber.StatusOK, "dashboard", &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d})
+}
+
+// anyUnauthorized: a session that ended between whoami and the data
+// calls shows as every section saying so; send the person to sign in.
+func anyUnauthorized(statuses ...int) bool {
+	for _, st := range statuses {
+		if st == http.StatusUnauthorized {
+			return true
+		}
+	}
+	return false
+}
+
+// recentAudit is the last n records of the audit log, newest first.
+func (s *Server) recentAudit(ctx context.Context, a API, n int) ([]apitype.AuditRecord, error) {
+	head, err := s.auditHead(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := a.Audit(ctx, max(0, head-int64(n)), n)
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(recs)
+	return recs, nil
+}
+
+// auditHeadPages bounds the walk to the end of the log.
+const auditHeadPages = 8
+
+// auditHead is the sequence number of the newest audit record. The
+// status's head is the one verified when omertad started; records written
+// since are walked over, a page of a thousand at a time, from the newest
+// head the console has seen (a number, not a record: each caller still
+// reads the records with its own session).
+func (s *Server) auditHead(ctx context.Context, a API) (int64, error) {
+	st, err := a.AuditStatus(ctx)
+	if err != nil {
+		return 0, err
+	}
+	head := st.HeadSeq
+	if seen := s.auditSeen.Load(); seen > head {
+		// A head beyond what the log now holds (a new database) is
+		// forgotten.
+		if recs, err := a.Audit(ctx, seen-1, 1); err == nil && len(recs) == 1 {
+			head = seen
+		}
+	}
+	defer func() { s.auditSeen.Store(head) }()
+	for range auditHeadPages {
+		recs, err := a.Audit(ctx, head, apitype.MaxListLimit)
+		if err != nil {
+			return 0, err
+		}
+		if len(recs) == 0 {
+			break
+		}
+		head = recs[len(recs)-1].Seq
+		if len(recs) < apitype.MaxListLimit {
+			break
+		}
+	}
+	return head, nil
+}
+
+// reportSummary is the dashboard's view of the first-boot report.
+type reportSummary struct {
+	Hostname     string
+	Profile      string
+	FinishedAt   time.Time
+	ProbeStatus  string
+	Summary      map[string]int
+	Verification string
+	LynisIndex   int
+	HasLynis     bool
+}
+
+type reportHeader struct {
+	Header struct {
+		Hostname   string         `json:"hostname"`
+		Profile    string         `json:"profile"`
+		FinishedAt time.Time      `json:"finished_at"`
+		Summary    map[string]int `json:"summary"`
+		Probe      struct {
+			Status string `json:"status"`
+		} `json:"probe"`
+		Lynis *struct {
+			Index int `json:"index"`
+		} `json:"lynis"`
+	} `json:"header"`
+}
+
+func summarizeReport(r apitype.ReportView) reportSummary {
+	var h reportHeader
+	_ = json.Unmarshal(r.Report, &h) // a report that is not JSON shows what omertad summarized, if anything
+	s := reportSummary{
+		Hostname: h.Header.Hostname, Profile: h.Header.Profile, FinishedAt: h.Header.FinishedAt,
+		ProbeStatus: h.Header.Probe.Status, Summary: h.Header.Summary, Verification: r.Verification.Status,
+	}
+	if sum := r.Summary; sum != nil {
+		s.Hostname, s.Profile, s.FinishedAt, s.ProbeStatus, s.Summary = sum.Hostname, sum.Profile, sum.FinishedAt, sum.ProbeStatus, sum.Outcomes
+	}
+	if h.Header.Lynis != nil {
+		s.HasLynis, s.LynisIndex = true, h.Header.Lynis.Index
+	}
+	return s
+}
+
+// probeSummary is the hardware and GPU summary with the verdict.
+type probeSummary struct {
+	At       time.Time
+	Verdict  apitype.Verdict
+	Failing  []apitype.Check
+	CPU      string
+	Cores    int
+	Threads  int
+	Memory   uint64
+	GPU      string
+	GPUCount int
+}
+
+type probeResult struct {
+	Host struct {
+		CPU struct {
+			Model   string `json:"model"`
+			Cores   int    `json:"cores"`
+			Threads int    `json:"threads"`
+		} `json:"cpu"`
+		Memory struct {
+			TotalBytes uint64 `json:"total_bytes"`
+		} `json:"memory"`
+	} `json:"host"`
+	GPU struct {
+		Summary string            `json:"summary"`
+		Devices []json.RawMessage `json:"devices"`
+	} `json:"gpu"`
+}
+
+func summarizeProbe(p apitype.ProbeView) probeSummary {
+	var r probeResult
+	_ = json.Unmarshal(p.Result, &r)
+	s := probeSummary{
+		At: p.At, Verdict: p.Verdict, CPU: r.Host.CPU.Model, Cores: r.Host.CPU.Cores, Threads: r.Host.CPU.Threads,
+		Memory: r.Host.Memory.TotalBytes, GPU: r.GPU.Summary, GPUCount: len(r.GPU.Devices),
+	}
+	for _, ch := range p.Verdict.Checks {
+		if ch.Status != "pass" {
+			s.Failing = append(s.Failing, ch)
+		}
+	}
+	return s
+}
+
+// agentCounts are the agents by state.
+type agentCounts struct {
+	Total   int
+	ByState []stateCount
+}
+
+type stateCount struct {
+	State string
+	Count int
+}
+
+func countAgents(as []apitype.Agent) agentCounts {
+	m := map[string]int{}
+	for _, a := range as {
+		m[a.Status.State]++
+	}
+	out := agentCounts{Total: len(as)}
+	for st, n := range m {
+		out.ByState = append(out.ByState, stateCount{State: st, Count: n})
+	}
+	sort.Slice(out.ByState, func(i, j int) bool { return out.ByState[i].State < out.ByState[j].State })
+	return out
+}

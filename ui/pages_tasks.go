@@ -1,0 +1,125 @@
+package ui
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/omertaos/omertaos/appliance/apitype"
+)
+
+type tasksData struct {
+	Agents  part[[]apitype.Agent]
+	Agent   string
+	Tasks   part[[]apitype.Task]
+	Task    part[apitype.Task]
+	TaskID  string
+	Input   string
+	Timeout string
+	// Final: the watched task has ended; the page need not follow it.
+	Final bool
+}
+
+const tasksPageTasks = 50
+
+func (s *Server) tasksPage(c *fiber.Ctx) error {
+	w := who(c)
+	if !can(w, actTasksRead) {
+		return s.errorPage(c, fiber.StatusForbidden, "Your role ("+w.Role+") may not read tasks.")
+	}
+	d := &tasksData{Agent: trimTo(c.Query("agent"), maxParam), TaskID: trimTo(c.Query("task"), maxParam), Input: "{}"}
+	s.loadTasks(c, d)
+	return s.renderTasks(c, fiber.StatusOK, d, "")
+}
+
+func (s *Server) renderTasks(c *fiber.Ctx, status int, d *tasksData, msg string) error {
+	w := who(c)
+	p := &page{Title: "Tasks", Nav: "tasks", Who: w, CSRF: w.CSRFToken, Error: msg, D: d}
+	if d.TaskID != "" && !d.Final {
+		p.Live, p.LiveID = "task", d.TaskID
+	}
+	return s.render(c, status, "tasks", p)
+}
+
+// loadTasks fills the agents to choose from, the chosen agent's recent
+// tasks and the watched task, each call on its own.
+func (s *Server) loadTasks(c *fiber.Ctx, d *tasksData) {
+	a, ctx := api(c), c.UserContext()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		l, err := a.Agents(ctx)
+		fill(&d.Agents, l.Agents, err)
+	}()
+	if d.Agent != "" && validParam(d.Agent) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := a.Tasks(ctx, d.Agent, tasksPageTasks)
+			fill(&d.Tasks, l.Tasks, err)
+		}()
+	}
+	if d.TaskID != "" && validParam(d.TaskID) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t, err := a.Task(ctx, d.TaskID)
+			fill(&d.Task, t, err)
+			d.Final = err == nil && apitype.TaskFinal(t.State)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) taskSubmit(c *fiber.Ctx) error {
+	return s.submitTask(c, trimTo(c.FormValue("agent"), maxParam))
+}
+
+func (s *Server) agentTaskSubmit(c *fiber.Ctx) error {
+	return s.submitTask(c, c.Params("id"))
+}
+
+// maxTaskTimeout bounds the timeout field before omertad sees it.
+const maxTaskTimeout = 24 * time.Hour
+
+func (s *Server) submitTask(c *fiber.Ctx, agent string) error {
+	w := who(c)
+	d := &tasksData{Agent: agent, Input: c.FormValue("input"), Timeout: trimTo(c.FormValue("timeout"), 32)}
+	again := func(status int, msg string) error {
+		s.loadTasks(c, d)
+		return s.renderTasks(c, status, d, msg)
+	}
+	if !can(w, actTasksWrite) {
+		return s.errorPage(c, fiber.StatusForbidden, "Your role ("+w.Role+") may not run tasks.")
+	}
+	if !validParam(agent) {
+		return again(fiber.StatusBadRequest, "Choose the agent that runs the task.")
+	}
+	input := strings.TrimSpace(d.Input)
+	if input == "" {
+		input = "{}"
+	}
+	if !json.Valid([]byte(input)) {
+		return again(fiber.StatusBadRequest, "The input is not valid JSON; a task reads one JSON value, e.g. {\"text\": \"…\"}.")
+	}
+	if d.Timeout != "" {
+		if t, err := time.ParseDuration(d.Timeout); err != nil || t <= 0 || t > maxTaskTimeout {
+			return again(fiber.StatusBadRequest, "The timeout is a duration such as 30s or 5m, at most 24h.")
+		}
+	}
+	t, err := api(c).RunTask(c.UserContext(), agent, apitype.TaskCreate{Input: json.RawMessage(input), Timeout: d.Timeout}, 0)
+	if err != nil {
+		st, msg := explain(err)
+		if st == http.StatusUnauthorized {
+			return s.backendError(c, err)
+		}
+		return again(st, msg)
+	}
+	return c.Redirect("/tasks?agent="+url.QueryEscape(agent)+"&task="+url.QueryEscape(t.ID), fiber.StatusSeeOther)
+}

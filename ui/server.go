@@ -1,0 +1,231 @@
+// Package ui is the appliance's web console: an unprivileged HTTPS front
+// for people (server-rendered pages, a few small scripts for the live
+// parts, every asset embedded) and for automation (/api/v1, forwarded to
+// omertad for an allow-list of routes).
+//
+// The console decides nothing about who may do what: it carries the
+// session in its cookie (or an API token) to omertad on every call, and
+// omertad checks the role. The role's actions, as omertad reports them,
+// only decide which controls a page renders. The console reaches omertad
+// through the Backend seam alone, implemented over appliance/apiclient;
+// it never opens the database, the containerd socket or the token file
+// (appliance/deps enforces the imports).
+package ui
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Limits bound what clients can make the console hold.
+type Limits struct {
+	// Body is the largest request body (413 beyond); Header the largest
+	// request line plus headers (431 beyond).
+	Body   int
+	Header int
+	// Conns is the most connections open at once; further clients wait in
+	// the listen backlog, unread.
+	Conns int
+	// Pages is the most page renders and forwarded calls in flight; a
+	// request that cannot get a slot within Queue gets 503.
+	Pages int
+	Queue time.Duration
+	// Streams is the most forwarded event streams open at once.
+	Streams int
+	// Read bounds receiving one request, Write sending one answer (a
+	// stream gets a fresh Write deadline per event), Idle a keep-alive
+	// connection's wait for its next request.
+	Read  time.Duration
+	Write time.Duration
+	Idle  time.Duration
+}
+
+// DefaultLimits fit an appliance console: a handful of people and scripts,
+// a load test of 50 clients.
+var DefaultLimits = Limits{
+	Body:    256 << 10,
+	Header:  8 << 10,
+	Conns:   256,
+	Pages:   64,
+	Queue:   2 * time.Second,
+	Streams: 32,
+	Read:    10 * time.Second,
+	Write:   30 * time.Second,
+	Idle:    60 * time.Second,
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits
+	set := func(dst *int, v int) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	setD := func(dst *time.Duration, v time.Duration) {
+		if v > 0 {
+			*dst = v
+		}
+	}
+	set(&d.Body, l.Body)
+	set(&d.Header, l.Header)
+	set(&d.Conns, l.Conns)
+	set(&d.Pages, l.Pages)
+	set(&d.Streams, l.Streams)
+	setD(&d.Queue, l.Queue)
+	setD(&d.Read, l.Read)
+	setD(&d.Write, l.Write)
+	setD(&d.Idle, l.Idle)
+	return d
+}
+
+// Options configure New.
+type Options struct {
+	// Backend reaches omertad; required.
+	Backend Backend
+	// TLS is the server's TLS configuration (see TLSConfig); Serve
+	// refuses to serve without one. Tests may leave it nil and use App.
+	TLS    *tls.Config
+	Logger *slog.Logger
+	Limits Limits
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Server is the console.
+type Server struct {
+	app     *fiber.App
+	be      Backend
+	tls     *tls.Config
+	log     *slog.Logger
+	limits  Limits
+	now     func() time.Time
+	views   *views
+	assets  *assets
+	pages   chan struct{}
+	streams chan struct{}
+	// setupDone latches: once omertad has said setup is done, the setup
+	// page is gone for good and omertad is not asked again.
+	setupDone atomic.Bool
+	// auditSeen is the newest audit sequence number seen (see auditHead).
+	auditSeen atomic.Int64
+	// ctx ends every forwarded stream at Shutdown.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// New builds the console.
+func New(o Options) (*Server, error) {
+	if o.Backend == nil {
+		return nil, errors.New("console: no backend: the console needs omertad's API")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	a, err := loadAssets()
+	if err != nil {
+		return nil, err
+	}
+	v, err := loadViews(a)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{be: o.Backend, tls: o.TLS, log: o.Logger, limits: o.Limits.withDefaults(), now: o.Now, views: v, assets: a}
+	s.pages = make(chan struct{}, s.limits.Pages)
+	s.streams = make(chan struct{}, s.limits.Streams)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.app = s.newApp()
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) newApp() *fiber.App {
+	return fiber.New(fiber.Config{
+		AppName:               "omerta-console",
+		DisableStartupMessage: true,
+		// Values from a request outlive handlers in places (logs, the
+		// identity handed to a stream); immutable strings make that safe.
+		Immutable: true,
+		// One spelling per path, so that the allow-list and the pages
+		// cannot be walked around by another spelling.
+		StrictRouting:                true,
+		CaseSensitive:                true,
+		BodyLimit:                    s.limits.Body,
+		ReadBufferSize:               s.limits.Header,
+		Concurrency:                  2 * s.limits.Conns,
+		ReadTimeout:                  s.limits.Read,
+		WriteTimeout:                 s.limits.Write,
+		IdleTimeout:                  s.limits.Idle,
+		DisablePreParseMultipartForm: true,
+		DisableDefaultContentType:    false,
+		ErrorHandler:                 s.errorHandler,
+	})
+}
+
+// App is the Fiber application, for tests (app.Test) and benchmarks.
+func (s *Server) App() *fiber.App { return s.app }
+
+// Serve serves HTTPS on ln until Shutdown, at most Limits.Conns
+// connections at a time. The TLS handshake happens after the connection
+// cap, so handshakes count against it too.
+func (s *Server) Serve(ln net.Listener) error {
+	if s.tls == nil {
+		return errors.New("console: no TLS configuration: the console serves HTTPS only")
+	}
+	return s.app.Listener(tls.NewListener(newLimitListener(ln, s.limits.Conns), s.tls))
+}
+
+// Shutdown ends the streams, stops accepting and lets requests in flight
+// finish until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.cancel()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return s.app.Shutdown()
+	}
+	if err := s.app.ShutdownWithTimeout(time.Until(deadline)); err != nil {
+		return fmt.Errorf("console: shutting down: %w", err)
+	}
+	return nil
+}
+
+// slot takes one of the bounded page slots, waiting at most Limits.Queue;
+// the second result is false when none came free.
+func (s *Server) slot(ctx context.Context) (func(), bool) {
+	select {
+	case s.pages <- struct{}{}:
+		return func() { <-s.pages }, true
+	default:
+	}
+	t := time.NewTimer(s.limits.Queue)
+	defer t.Stop()
+	select {
+	case s.pages <- struct{}{}:
+		return func() { <-s.pages }, true
+	case <-t.C:
+		return nil, false
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
+// bounded holds a page slot for the rest of the request.
+func (s *Server) bounded(c *fiber.Ctx) error {
+	release, ok := s.slot(c.UserContext())
+	if !ok {
+		c.Set(fiber.HeaderRetryAfter, "1")
+		return s.refuse(c, fiber.StatusServiceUnavailable, "The console is busy; try again in a moment.")
+	}
+	defer release()
+	return c.Next()
+}

@@ -1,0 +1,227 @@
+// OMERTAOS console: the live parts. Everything comes from omertad's event
+// stream (GET /api/v1/events, server-sent events) and the agents' log
+// streams, forwarded by the console with the session's cookie. Text from
+// the streams is put in the page with textContent only, never as markup.
+(function () {
+  'use strict';
+
+  var body = document.body;
+  var mode = body.dataset.live;
+  var liveID = body.dataset.liveId || '';
+  var statusEl = document.getElementById('live-status');
+
+  function say(text) { if (statusEl) statusEl.textContent = text; }
+
+  function stateClass(s) {
+    switch (String(s).toLowerCase()) {
+      case 'running': case 'succeeded': return 'good';
+      case 'pending': case 'backoff': case 'deleting': return 'warn';
+      case 'crash-loop': case 'failed': case 'timed_out': case 'unknown': return 'bad';
+    }
+    return 'neutral';
+  }
+
+  function setBadge(el, state) {
+    if (!el) return;
+    el.textContent = state;
+    el.dataset.state = state;
+    el.className = 'badge ' + stateClass(state);
+  }
+
+  function fmtBytes(n) {
+    var u = ['B', 'KiB', 'MiB', 'GiB', 'TiB'], i = 0;
+    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+    return (i ? n.toFixed(1) : n.toFixed(0)) + ' ' + u[i];
+  }
+
+  // --- charts: a polyline per series in an SVG of viewBox 600x160 ---------
+  var SVGNS = 'http://www.w3.org/2000/svg';
+  var POINTS = 120;
+
+  // The scale's top is told in HTML (the caption), not inside the SVG,
+  // which is stretched to its box.
+  function Chart(id, fmt) {
+    this.svg = document.getElementById(id);
+    this.fmt = fmt;
+    this.values = [];
+    this.label = document.getElementById(id + '-max');
+    if (!this.svg) return;
+    this.line = document.createElementNS(SVGNS, 'polyline');
+    this.line.setAttribute('class', 'series');
+    var base = document.createElementNS(SVGNS, 'line');
+    base.setAttribute('x1', '0'); base.setAttribute('x2', '600');
+    base.setAttribute('y1', '159'); base.setAttribute('y2', '159');
+    base.setAttribute('class', 'grid');
+    this.svg.appendChild(base);
+    this.svg.appendChild(this.line);
+  }
+
+  Chart.prototype.push = function (v) {
+    if (!this.svg) return;
+    this.values.push(v);
+    if (this.values.length > POINTS) this.values.shift();
+    var max = 0;
+    this.values.forEach(function (x) { if (x > max) max = x; });
+    if (max <= 0) max = 1;
+    var step = 600 / (POINTS - 1), off = POINTS - this.values.length;
+    var pts = this.values.map(function (x, i) {
+      return ((off + i) * step).toFixed(1) + ',' + (158 - (x / max) * 140).toFixed(1);
+    });
+    this.line.setAttribute('points', pts.join(' '));
+    if (this.label) this.label.textContent = 'top of the scale ' + this.fmt(max);
+  };
+
+  var cpu = new Chart('chart-cpu', function (v) { return v.toFixed(1) + ' %'; });
+  var mem = new Chart('chart-mem', fmtBytes);
+  var cpuNow = document.getElementById('cpu-now');
+  var memNow = document.getElementById('mem-now');
+
+  // The dashboard sums the latest reading of every agent once a tick; an
+  // agent's page plots each of its readings.
+  var latest = {};
+  function onTelemetry(ev) {
+    var t = ev.data || {};
+    if (mode === 'agent') {
+      cpu.push(t.cpu_percent || 0);
+      mem.push(t.memory_bytes || 0);
+      if (cpuNow) cpuNow.textContent = (t.cpu_percent || 0).toFixed(1) + ' %';
+      if (memNow) memNow.textContent = fmtBytes(t.memory_bytes || 0) + (t.memory_limit ? ' of ' + fmtBytes(t.memory_limit) : '');
+      return;
+    }
+    latest[ev.agent || t.container] = { cpu: t.cpu_percent || 0, mem: t.memory_bytes || 0, at: Date.now() };
+  }
+  if (mode === 'dashboard') {
+    setInterval(function () {
+      var c = 0, m = 0, now = Date.now();
+      Object.keys(latest).forEach(function (k) {
+        if (now - latest[k].at > 60000) { delete latest[k]; return; }
+        c += latest[k].cpu; m += latest[k].mem;
+      });
+      cpu.push(c); mem.push(m);
+      if (cpuNow) cpuNow.textContent = c.toFixed(1) + ' %';
+      if (memNow) memNow.textContent = fmtBytes(m);
+    }, 2000);
+  }
+
+  // --- recent events (dashboard) -------------------------------------------
+  var eventList = document.getElementById('event-list');
+  function addEvent(ev) {
+    if (!eventList || ev.type === 'telemetry') return;
+    var empty = document.getElementById('event-empty');
+    if (empty) empty.remove();
+    var li = document.createElement('li');
+    var at = ev.at ? new Date(ev.at) : new Date();
+    var d = ev.data || {};
+    var what = ev.type;
+    if (ev.type === 'agent.state') what = 'agent ' + ev.agent + ': ' + d.state + (d.reason ? ' (' + d.reason + ')' : '');
+    else if (ev.type === 'agent.deleted') what = 'agent ' + ev.agent + ' deleted';
+    else if (ev.type === 'task') what = 'task ' + ev.task + ' on ' + ev.agent + ': ' + d.state;
+    var time = document.createElement('time');
+    time.dateTime = at.toISOString();
+    time.textContent = at.toLocaleTimeString();
+    li.appendChild(time);
+    li.appendChild(document.createTextNode(' ' + what));
+    eventList.insertBefore(li, eventList.firstChild);
+    while (eventList.children.length > 20) eventList.removeChild(eventList.lastChild);
+  }
+
+  // --- agents list and agent page: state badges ----------------------------
+  function onAgentState(ev) {
+    var d = ev.data || {};
+    if (mode === 'agents') {
+      var row = document.querySelector('tr[data-agent-id="' + CSS.escape(ev.agent) + '"]');
+      if (row) setBadge(row.querySelector('[data-testid="agent-state"]'), d.state);
+      else say('A new agent appeared (' + ev.agent + '): reload to see it.');
+    } else if (mode === 'agent' && ev.agent === liveID) {
+      setBadge(document.getElementById('agent-state'), d.state);
+      var reason = document.getElementById('agent-reason');
+      if (reason) reason.textContent = d.reason || '';
+      var desired = document.getElementById('agent-desired');
+      if (desired && d.desired) desired.textContent = d.desired;
+    }
+  }
+
+  // --- tasks: follow one task until it ends --------------------------------
+  function refreshTask() {
+    return fetch('/api/v1/tasks/' + encodeURIComponent(liveID), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (t) {
+        var box = document.getElementById('task-result');
+        if (box) box.dataset.state = t.state;
+        setBadge(document.getElementById('task-state'), t.state);
+        var out = document.getElementById('task-output');
+        if (out) out.textContent = t.output !== undefined ? JSON.stringify(t.output, null, 2) : (t.output_text || '');
+        var fin = document.getElementById('task-finished');
+        if (fin && t.finished_at) fin.textContent = new Date(t.finished_at).toISOString().replace('T', ' ').replace(/\..*/, ' UTC');
+        var st = document.getElementById('task-started');
+        if (st && t.started_at) st.textContent = new Date(t.started_at).toISOString().replace('T', ' ').replace(/\..*/, ' UTC');
+        if (t.error) {
+          var e = document.getElementById('task-error');
+          if (!e) { e = document.createElement('p'); e.id = 'task-error'; e.className = 'error'; out.parentNode.insertBefore(e, out); }
+          e.textContent = t.error;
+        }
+        var final = ['PENDING', 'RUNNING'].indexOf(t.state) < 0;
+        if (final) say('The task has ended.');
+        return final;
+      });
+  }
+
+  // --- the event stream ----------------------------------------------------
+  var types = { dashboard: 'agent.state,agent.deleted,task,telemetry', agents: 'agent.state,agent.deleted', agent: 'agent.state,telemetry', task: 'task' }[mode];
+  var es = null;
+  function subscribe() {
+    if (!types || typeof EventSource === 'undefined') return;
+    var q = '?types=' + encodeURIComponent(types);
+    if ((mode === 'agent') && liveID) q += '&agent=' + encodeURIComponent(liveID);
+    if (mode === 'task' && liveID) q += '&task=' + encodeURIComponent(liveID);
+    es = new EventSource('/api/v1/events' + q);
+    es.onopen = function () {
+      say(mode === 'task' ? 'Following the task live.' : 'Live.');
+      if (mode === 'task') refreshTask().then(function (fin) { if (fin) es.close(); }).catch(function () {});
+    };
+    es.onerror = function () { say('Live updates paused: reconnecting to omertad…'); };
+    function parse(m) { try { return JSON.parse(m.data); } catch (e) { return null; } }
+    es.addEventListener('telemetry', function (m) { var ev = parse(m); if (ev) onTelemetry(ev); });
+    es.addEventListener('agent.state', function (m) { var ev = parse(m); if (ev) { onAgentState(ev); addEvent(ev); } });
+    es.addEventListener('agent.deleted', function (m) { var ev = parse(m); if (ev) addEvent(ev); });
+    es.addEventListener('task', function (m) {
+      var ev = parse(m);
+      if (!ev) return;
+      addEvent(ev);
+      if (mode === 'task') refreshTask().then(function (fin) { if (fin) es.close(); }).catch(function () {});
+    });
+    es.addEventListener('lagged', function () { es.close(); say('Fell behind the event stream; catching up…'); setTimeout(subscribe, 1000); });
+    es.addEventListener('shutdown', function () { es.close(); say('omertad is stopping; reload the page when it is back.'); });
+  }
+
+  // --- an agent's log ------------------------------------------------------
+  var MAXLOG = 200000;
+  function followLogs() {
+    var pre = document.getElementById('logs');
+    if (!pre || !liveID || typeof EventSource === 'undefined') return;
+    var logStatus = document.getElementById('logs-status');
+    var ls = new EventSource('/api/v1/agents/' + encodeURIComponent(liveID) + '/logs?follow=true&tail=100');
+    var fresh = true;
+    ls.onopen = function () { if (logStatus) logStatus.textContent = 'Following the log live.'; };
+    ls.onerror = function () { if (logStatus) logStatus.textContent = 'Log paused: reconnecting…'; fresh = true; };
+    ls.addEventListener('log', function (m) {
+      var text;
+      try { text = JSON.parse(m.data); } catch (e) { return; }
+      var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      if (fresh) { pre.textContent = ''; fresh = false; }
+      var all = pre.textContent + text;
+      if (all.length > MAXLOG) all = all.slice(all.length - MAXLOG);
+      pre.textContent = all;
+      if (atEnd) pre.scrollTop = pre.scrollHeight;
+    });
+    ls.addEventListener('log.end', function () {
+      ls.close();
+      if (logStatus) logStatus.textContent = 'This log ended (the agent was recreated or stopped). Reload to follow the current one.';
+    });
+  }
+
+  document.addEventListener('DOMContentLoaded', function () {
+    subscribe();
+    if (mode === 'agent') followLogs();
+  });
+})();
