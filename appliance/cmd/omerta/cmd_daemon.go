@@ -21,7 +21,7 @@ import (
 )
 
 func newDaemonCmd() *cobra.Command {
-	var configPath string
+	var configPath, firstbootRoot string
 	cmd := &cobra.Command{
 		Use:   "daemon",
 		Short: "Run omertad: the state database, the internal API on a unix socket, and the appliance's services",
@@ -32,7 +32,12 @@ default file means built-in defaults, a missing --config file is an error),
 opens the SQLite state in daemon.state_dir, serves the internal JSON API on
 the unix socket daemon.socket (mode 0660), and reports READY, STATUS, WATCHDOG
 and STOPPING to systemd. SIGTERM stops it gracefully within
-daemon.shutdown_timeout.`,
+daemon.shutdown_timeout.
+
+--firstboot-root names the root directory first boot ran in (default /):
+omertad redeems the setup token and serves the first-boot report from
+there. Only development and tests set it, to run omertad beside a first
+boot made with 'omerta firstboot --root DIR'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(configPath)
@@ -42,15 +47,20 @@ daemon.shutdown_timeout.`,
 			if err != nil {
 				return err
 			}
+			fbRoot, err := rootfs.New(firstbootRoot)
+			if err != nil {
+				return fmt.Errorf("--firstboot-root: %w", err)
+			}
 			log := newLogger(cfg.Daemon.LogLevel)
 			if err := daemon.Run(cmd.Context(), cfg, log,
-				daemon.WithSchemas(daemonSchemas...), daemon.WithWiring(wireDaemon)); err != nil {
+				daemon.WithSchemas(daemonSchemas...), daemon.WithWiring(wireDaemon(fbRoot))); err != nil {
 				return err
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&configPath, "config", config.DefaultPath, "site configuration file")
+	cmd.Flags().StringVar(&firstbootRoot, "firstboot-root", "/", "root directory first boot ran in (development and tests)")
 	return cmd
 }
 
@@ -61,23 +71,26 @@ var daemonSchemas = append([]store.Schema{probe.Schema, firstboot.Schema, auth.S
 
 // wireDaemon is the one list of what runs inside omertad and what its API
 // serves from, built once the store is open. A new domain adds its service
-// and its API handle here, nowhere else.
-func wireDaemon(d daemon.Deps) (daemon.Wiring, error) {
-	mon := newProbeMonitor(d)
-	agentServices, agentsAPI, err := wireAgents(d)
-	if err != nil {
-		return daemon.Wiring{}, err
+// and its API handle here, nowhere else. fb is the root first boot ran in:
+// "/" on the appliance.
+func wireDaemon(fb rootfs.Root) func(daemon.Deps) (daemon.Wiring, error) {
+	return func(d daemon.Deps) (daemon.Wiring, error) {
+		mon := newProbeMonitor(d)
+		agentServices, agentsAPI, err := wireAgents(d)
+		if err != nil {
+			return daemon.Wiring{}, err
+		}
+		// Setup redeems the token first boot wrote under fb.
+		users, err := auth.New(auth.Options{Store: d.Store, RedeemSetupToken: auth.FirstbootRedeemer(fb.Dir()), Now: d.Now})
+		if err != nil {
+			return daemon.Wiring{}, fmt.Errorf("auth: %w", err)
+		}
+		reportFiles := api.ReportFiles{Root: fb, ReportPath: firstboot.ReportPath, PublicKeyPath: firstboot.SigningPubPath}
+		return daemon.Wiring{
+			Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, agentServices...),
+			API:      api.Deps{Probe: mon, Agents: agentsAPI, Auth: users, Report: reportFiles},
+		}, nil
 	}
-	// Setup redeems the token first boot wrote on this machine, "/".
-	users, err := auth.New(auth.Options{Store: d.Store, RedeemSetupToken: auth.FirstbootRedeemer("/"), Now: d.Now})
-	if err != nil {
-		return daemon.Wiring{}, fmt.Errorf("auth: %w", err)
-	}
-	reportFiles := api.ReportFiles{Root: rootfs.Host(), ReportPath: firstboot.ReportPath, PublicKeyPath: firstboot.SigningPubPath}
-	return daemon.Wiring{
-		Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, agentServices...),
-		API:      api.Deps{Probe: mon, Agents: agentsAPI, Auth: users, Report: reportFiles},
-	}, nil
 }
 
 // authPurgeInterval is how often expired sessions and reset links are

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
+	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -167,4 +169,51 @@ func runCmd(t *testing.T, args ...string) (string, error) {
 	root.SetArgs(args)
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
+}
+
+// TestDaemonFirstbootRoot: omertad beside a first boot made into a scratch
+// root (the demo's and the browser test's set-up) redeems that root's setup
+// token once and serves that root's report, verified against its key.
+func TestDaemonFirstbootRoot(t *testing.T) {
+	root := t.TempDir()
+	if out, err := runCmd(t, "firstboot", "--root", root, "--profile", "user"); err != nil {
+		t.Fatalf("firstboot: %v\n%s", err, out)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, "var/lib/omerta/setup-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(raw, &tok); err != nil || tok.Token == "" {
+		t.Fatalf("setup token file: %v %q", err, raw)
+	}
+	cfg, sock, _ := daemonConfig(t)
+	cmd := omertaCmd("daemon", "--config", cfg, "--firstboot-root", root)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	waitHealthy(t, sock)
+	c := apiclient.New(sock)
+	defer c.Close()
+	ctx := context.Background()
+
+	rep, err := c.Report(ctx)
+	if err != nil || rep.Verification.Status != apitype.ReportVerified || !rep.Verification.Trusted {
+		t.Fatalf("Report = %+v, %v\n%s", rep.Verification, err, stderr.String())
+	}
+	req := apitype.SetupRequest{Token: tok.Token, Username: "admin", Password: "umber-kestrel-41-quarry"}
+	if _, err := c.Setup(ctx, req); err != nil {
+		t.Fatalf("Setup with the scratch root's token: %v\n%s", err, stderr.String())
+	}
+	if st, err := c.SetupState(ctx); err != nil || !st.Done {
+		t.Fatalf("SetupState = %+v, %v", st, err)
+	}
+	if _, err := c.Setup(ctx, req); err == nil {
+		t.Fatal("a second setup was accepted")
+	}
 }
