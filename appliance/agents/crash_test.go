@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -46,10 +47,10 @@ const (
 var crashAgents = []string{"a0", "a1", "a2"}
 
 // crashDeps is what the child and the parent build on the same state.
-func crashDeps(t testing.TB, c *client.Client, dir, ns, root string) (*runtime.Runtime, *store.Store) {
+func crashDeps(t testing.TB, c *client.Client, dir, ns, root string, opts ...runtime.Option) (*runtime.Runtime, *store.Store) {
 	t.Helper()
-	rt, err := runtime.New(c, runtime.WithNamespace(ns), runtime.WithLogDir(filepath.Join(dir, "logs")),
-		runtime.WithRunDir(filepath.Join(dir, "run")), runtime.WithRuntimeRoot(root))
+	rt, err := runtime.New(c, append([]runtime.Option{runtime.WithNamespace(ns), runtime.WithLogDir(filepath.Join(dir, "logs")),
+		runtime.WithRunDir(filepath.Join(dir, "run")), runtime.WithRuntimeRoot(root)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,14 +188,15 @@ func TestCrashConsistency(t *testing.T) {
 	suite := newRealSuite(t)
 	dir := t.TempDir()
 	ns := suite.d.Namespace(t)
-	rt, st := crashDeps(t, suite.d.Client(t), dir, ns, suite.d.RuntimeRoot)
+	var lost atomic.Int64
+	logger := slog.New(lostCounter{slog.NewTextHandler(testWriter{t}, nil), &lost})
+	rt, st := crashDeps(t, suite.d.Client(t), dir, ns, suite.d.RuntimeRoot, runtime.WithLogger(logger))
 	st.Close()
 	imgs, err := rt.ImportArchive(context.Background(), suite.archive.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	model := map[string]expect{}
-	leaks := 0
 	for i := range runs {
 		out := crashChild(t, suite, dir, ns, imgs[0].Name, i)
 		want, inFlight := replay(model, out)
@@ -206,27 +208,23 @@ func TestCrashConsistency(t *testing.T) {
 			}
 		}
 		model = got
-		leaks += reapLeakedShims(t, ns, suite.d.RuntimeRoot, rt)
+		checkNoLostShims(t, i, ns, rt)
 		if t.Failed() {
 			return
 		}
 	}
-	t.Logf("%d runs; %d tasks lost by containerd and reaped", runs, leaks)
+	t.Logf("%d runs; %d tasks lost by containerd, found and removed by the runtime", runs, lost.Load())
 }
 
-// reapLeakedShims finds the shims of the namespace whose task containerd
-// does not list, says so, and removes them with their runc containers, as
-// containerd would after a restart.
+// checkNoLostShims fails the test for each shim of the namespace whose
+// task containerd does not list, once the database and containerd agree.
 //
 // containerd 1.6 leaves such a shim behind when its client dies in the
-// middle of creating or deleting a task: the task is not listed (so
-// runtime.Orphans cannot see it), its name can no longer take a task (the
-// Service moves the agent to a new generation, see errWedged), and when
-// runc had created the container its process and cgroup stay. Removing
-// them is the runtime's job (runc delete --force, then the shim); until it
-// does, the test does it here and counts them. With
-// OMERTA_AGENTS_CRASH_STRICT=1 a leak fails the test instead.
-func reapLeakedShims(t *testing.T, ns, runtimeRoot string, rt *runtime.Runtime) int {
+// middle of creating or deleting a task: the task is not listed, its name
+// can no longer take a task, and when runc had created the container its
+// process and cgroup stay. runtime.Orphans reports them (Orphans.Lost) and
+// Cleanup removes them, so none may be left here.
+func checkNoLostShims(t *testing.T, run int, ns string, rt *runtime.Runtime) {
 	t.Helper()
 	list, err := rt.List(context.Background())
 	if err != nil {
@@ -236,27 +234,39 @@ func reapLeakedShims(t *testing.T, ns, runtimeRoot string, rt *runtime.Runtime) 
 	for _, c := range list {
 		listed[c.ID] = c.Pid > 0 || c.State == runtime.Running
 	}
-	n := 0
 	for _, p := range ctrtest.Processes(ns) {
 		id := argAfter(p.Cmdline, "-id")
 		if id == "" || listed[id] || argAfter(p.Cmdline, "-namespace") != ns {
 			continue
 		}
-		n++
 		kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.PID, p.PID))
-		msg := fmt.Sprintf("containerd lost the task of %s: shim %d left with children %q", id, p.PID, bytes.TrimSpace(kids))
-		if os.Getenv("OMERTA_AGENTS_CRASH_STRICT") == "1" {
-			t.Error(msg)
-		} else {
-			t.Log(msg)
-		}
-		out, err := exec.Command("runc", "--root", filepath.Join(runtimeRoot, "runc", ns), "delete", "--force", id).CombinedOutput()
-		if err != nil {
-			t.Logf("runc delete --force %s: %v %s", id, err, out)
-		}
-		syscall.Kill(p.PID, syscall.SIGKILL)
+		t.Errorf("run %d: containerd lost the task of %s and it was left: shim %d with children %q", run, id, p.PID, bytes.TrimSpace(kids))
 	}
-	return n
+}
+
+// lostCounter counts the lost tasks the runtime removed (its log records
+// with event=runtime.LostTaskEvent) and passes every record on.
+type lostCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h lostCounter) Handle(ctx context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "event" && a.Value.String() == runtime.LostTaskEvent {
+			h.n.Add(1)
+		}
+		return true
+	})
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h lostCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return lostCounter{h.Handler.WithAttrs(as), h.n}
+}
+
+func (h lostCounter) WithGroup(name string) slog.Handler {
+	return lostCounter{h.Handler.WithGroup(name), h.n}
 }
 
 func argAfter(args []string, flag string) string {

@@ -28,7 +28,7 @@ func TestDeployRunsTheAgent(t *testing.T) {
 		t.Errorf("calls %v", got)
 	}
 	sp, _ := e.rt.Spec("tool-g1")
-	if !slices.Equal(sp.Args, []string{"/agent", "--serve"}) || sp.CPUMillis != 500 || sp.MemoryBytes != 64<<20 || sp.Pids != 64 {
+	if !slices.Equal(sp.Command, []string{"/agent"}) || !slices.Equal(sp.Args, []string{"--serve"}) || sp.CPUMillis != 500 || sp.MemoryBytes != 64<<20 || sp.Pids != 64 {
 		t.Errorf("runtime spec %+v", sp)
 	}
 	if sp.StateDir != filepath.Join(e.dir, "agents", "tool") || len(sp.Volumes) != 2 || sp.Volumes[1].Path != ConfigMountPath || !sp.Volumes[1].ReadOnly {

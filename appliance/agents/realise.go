@@ -179,9 +179,9 @@ func (s *Service) runtimeSpec(id string, gen int64, m *manifest.Manifest) runtim
 	return runtime.Spec{
 		ID:    containerID(id, gen),
 		Image: sp.Image.Ref, Digest: sp.Image.Digest,
-		// The runtime keeps the image's entrypoint and replaces its
-		// command with Args.
-		Args:      append(append([]string{}, sp.Command...), sp.Args...),
+		// As in Kubernetes: command replaces the image's ENTRYPOINT,
+		// args its CMD.
+		Command: sp.Command, Args: sp.Args,
 		Env:       env,
 		CPUMillis: sp.Resources.CPUMillis(), MemoryBytes: sp.Resources.MemoryBytes(), Pids: int64(sp.Resources.PIDs),
 		Isolation: runtime.Isolation(sp.Isolation),

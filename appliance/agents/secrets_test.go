@@ -38,7 +38,7 @@ func TestSecretsAreNeverShown(t *testing.T) {
 	add("audit", e.audit(t))
 	seen = append(seen, "daemon log: "+e.logs.String())
 	sp, _ := e.rt.Spec("tool-g2")
-	add("container env and args", map[string]any{"env": sp.Env, "args": sp.Args, "labels": sp.Labels})
+	add("container env and args", map[string]any{"env": sp.Env, "command": sp.Command, "args": sp.Args, "labels": sp.Labels})
 	for len(sub.C) > 0 {
 		add("event", <-sub.C)
 	}

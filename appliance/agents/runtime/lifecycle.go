@@ -227,6 +227,9 @@ func (r *Runtime) Stop(ctx context.Context, id string, grace time.Duration) erro
 	if err := validateID(id); err != nil {
 		return fmt.Errorf("id: %w", err)
 	}
+	// Busy: while containerd deletes the task, its shim is still there and
+	// the task no longer listed; it is not lost.
+	defer r.busy(id)()
 	ctx = r.ctx(ctx)
 	ctr, err := r.c.LoadContainer(ctx, id)
 	if err != nil {
@@ -315,6 +318,7 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 	if err := validateID(id); err != nil {
 		return fmt.Errorf("id: %w", err)
 	}
+	defer r.busy(id)() // as in Stop
 	ctx = r.ctx(ctx)
 	ctr, err := r.c.LoadContainer(ctx, id)
 	if err != nil {

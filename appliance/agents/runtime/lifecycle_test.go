@@ -26,6 +26,7 @@ func TestRuntime(t *testing.T) {
 		{"forkbomb", testForkBomb},
 		{"oom", testOOM},
 		{"failedstart", testFailedStart},
+		{"lost task", testLostTask},
 	}
 	for _, tc := range perIsolation {
 		t.Run(tc.name, func(t *testing.T) {
@@ -46,6 +47,7 @@ func TestRuntime(t *testing.T) {
 		{"orphans", testOrphans},
 		{"import", testImport},
 		{"reconnect", testReconnect},
+		{"foreign shim", testForeignShim},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
 	}

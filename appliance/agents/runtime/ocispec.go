@@ -45,7 +45,7 @@ func specOpts(s Spec, ic ocispec.ImageConfig) []oci.SpecOpts {
 }
 
 // withProcess takes the command, environment and working directory from
-// the image, with the caller's args and env on top.
+// the image, with the caller's command, args and env on top.
 func withProcess(s Spec, ic ocispec.ImageConfig) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, sp *oci.Spec) error {
 		env := ic.Env
@@ -53,11 +53,7 @@ func withProcess(s Spec, ic ocispec.ImageConfig) oci.SpecOpts {
 			env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 		}
 		sp.Process.Env = mergeEnv(env, s.Env)
-		args := ic.Cmd
-		if len(s.Args) > 0 {
-			args = s.Args
-		}
-		sp.Process.Args = append(append([]string{}, ic.Entrypoint...), args...)
+		sp.Process.Args = processArgs(s.Command, s.Args, ic.Entrypoint, ic.Cmd)
 		if len(sp.Process.Args) == 0 {
 			return invalid("args", "neither the spec nor the image gives a command")
 		}
@@ -68,6 +64,18 @@ func withProcess(s Spec, ic ocispec.ImageConfig) oci.SpecOpts {
 		sp.Process.Terminal = false
 		return nil
 	}
+}
+
+// processArgs is Kubernetes' rule: a command replaces the entrypoint and
+// drops the image's CMD; args replace the CMD.
+func processArgs(command, args, entrypoint, cmd []string) []string {
+	if len(command) > 0 {
+		entrypoint, cmd = command, nil
+	}
+	if len(args) > 0 {
+		cmd = args
+	}
+	return append(append([]string{}, entrypoint...), cmd...)
 }
 
 // mergeEnv replaces variables of base by those of over with the same name

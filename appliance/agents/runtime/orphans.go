@@ -26,11 +26,15 @@ type Orphans struct {
 	Snapshots []string
 	// Leases not held by this Runtime: left by a process that died.
 	Leases []string
+	// Lost are tasks containerd no longer lists whose shim or container
+	// is still on the host, whether or not the caller knows the
+	// container: nothing can reach them through containerd any more.
+	Lost []LostTask
 }
 
 // Empty reports whether nothing was found.
 func (o Orphans) Empty() bool {
-	return len(o.Containers)+len(o.Tasks)+len(o.Snapshots)+len(o.Leases) == 0
+	return len(o.Containers)+len(o.Tasks)+len(o.Snapshots)+len(o.Leases)+len(o.Lost) == 0
 }
 
 // extractPrefix starts the keys of the snapshots an unpack works in.
@@ -38,7 +42,8 @@ const extractPrefix = "extract-"
 
 // Orphans lists containers, tasks, active snapshots and leases that known
 // does not claim (known is asked container ids, which are also snapshot
-// keys) and that no call of this Runtime is working on now.
+// keys) and that no call of this Runtime is working on now, and the lost
+// tasks (see LostTask) of any container no call is working on.
 func (r *Runtime) Orphans(ctx context.Context, known func(id string) bool) (Orphans, error) {
 	ctx = r.ctx(ctx)
 	keep := func(id string) bool { return known(id) || r.isBusy(id) }
@@ -54,8 +59,20 @@ func (r *Runtime) Orphans(ctx context.Context, known func(id string) bool) (Orph
 			o.Containers = append(o.Containers, c.ID)
 		}
 	}
-	if o.Tasks, err = r.orphanTasks(ctx, keep); err != nil {
+	listed, err := r.listTasks(ctx)
+	if err != nil {
 		return Orphans{}, err
+	}
+	for id := range listed {
+		if !keep(id) {
+			o.Tasks = append(o.Tasks, id)
+		}
+	}
+	sort.Strings(o.Tasks)
+	// Looking for lost tasks reads the host (/proc, runc's state): what it
+	// cannot read is logged, and the rest of the sweep goes on.
+	if o.Lost, err = r.findLost(ctx, listed, lostOptions{}); err != nil {
+		r.warnOnce("find-lost/"+err.Error(), "agents runtime: looking for lost tasks", "err", err)
 	}
 	if o.Snapshots, err = r.orphanSnapshots(ctx, func(k string) bool { return used[k] || keep(k) }); err != nil {
 		return Orphans{}, err
@@ -66,18 +83,16 @@ func (r *Runtime) Orphans(ctx context.Context, known func(id string) bool) (Orph
 	return o, nil
 }
 
-func (r *Runtime) orphanTasks(ctx context.Context, keep func(string) bool) ([]string, error) {
+// listTasks is the set of the ids of the tasks containerd lists.
+func (r *Runtime) listTasks(ctx context.Context) (map[string]bool, error) {
 	resp, err := r.c.TaskService().List(ctx, &tasks.ListTasksRequest{})
 	if err != nil {
 		return nil, wrap("listing tasks", errgrpc.ToNative(err))
 	}
-	var out []string
+	out := make(map[string]bool, len(resp.Tasks))
 	for _, t := range resp.Tasks {
-		if id := taskID(t); !keep(id) {
-			out = append(out, id)
-		}
+		out[taskID(t)] = true
 	}
-	sort.Strings(out)
 	return out, nil
 }
 
@@ -120,13 +135,13 @@ func (r *Runtime) orphanLeases(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// Cleanup removes what Orphans found: tasks first (killed), then
-// containers with their snapshots, loose snapshots and leases. What is
-// already gone is not an error; it goes on past failures and reports them
-// all.
+// Cleanup removes what Orphans found: lost tasks first (each found again
+// before anything is killed), tasks (killed), then containers with their
+// snapshots, loose snapshots and leases. What is already gone is not an
+// error; it goes on past failures and reports them all.
 func (r *Runtime) Cleanup(ctx context.Context, o Orphans) error {
 	ctx = r.ctx(ctx)
-	var errs []error
+	errs := []error{r.cleanupLost(ctx, o.Lost)}
 	for _, id := range o.Tasks {
 		errs = append(errs, r.killOrphanTask(ctx, id))
 	}

@@ -11,8 +11,10 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,11 +51,23 @@ type Runtime struct {
 	logMax      int64
 	logKeep     int
 	now         func() time.Time
+	log         *slog.Logger
+	// address is containerd's socket, as its shims are told it (-address):
+	// what proves a shim belongs to this containerd.
+	address string
+	// The host's interfaces, parameters for tests: /proc, the shims'
+	// socket directory, the mount table giving the cgroup hierarchies,
+	// and runc.
+	procDir   string
+	socketDir string
+	mountinfo string
+	runcBin   string
 
 	mu       sync.Mutex
-	inflight map[string]int  // container ids being created or started
+	inflight map[string]int  // container ids being created, started, stopped or deleted
 	leases   map[string]bool // leases this Runtime holds now
 	imports  int             // imports under way (their snapshots are unowned until done)
+	warned   map[string]bool // what warnOnce has logged
 }
 
 // Option configures a Runtime.
@@ -93,6 +107,16 @@ func WithLogRotation(maxBytes int64, keep int) Option {
 // WithClock sets the clock (tests).
 func WithClock(now func() time.Time) Option { return func(r *Runtime) { r.now = now } }
 
+// WithLogger sets where the Runtime logs what it finds and removes on its
+// own (lost tasks); the default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(r *Runtime) { r.log = l } }
+
+// WithAddress sets containerd's socket as its shims know it (containerd's
+// grpc.address). By default it is the address the client dialled; a shim
+// is recognised as this containerd's when its -address is that path or
+// the same file.
+func WithAddress(addr string) Option { return func(r *Runtime) { r.address = addr } }
+
 // New returns a Runtime on client c. It creates its log and run
 // directories and writes the gVisor wrapper into the run directory.
 func New(c *client.Client, opts ...Option) (*Runtime, error) {
@@ -107,8 +131,15 @@ func New(c *client.Client, opts ...Option) (*Runtime, error) {
 		logMax:      DefaultLogMax,
 		logKeep:     DefaultLogKeep,
 		now:         time.Now,
+		log:         slog.Default(),
+		address:     dialedAddress(c),
+		procDir:     "/proc",
+		socketDir:   "/run/containerd/s",
+		mountinfo:   "/proc/self/mountinfo",
+		runcBin:     "runc",
 		inflight:    map[string]int{},
 		leases:      map[string]bool{},
+		warned:      map[string]bool{},
 	}
 	for _, o := range opts {
 		o(r)
@@ -141,6 +172,12 @@ func (r *Runtime) check() error {
 			return fmt.Errorf("%w: %s %q is not an absolute path", ErrInvalid, p.name, p.path)
 		}
 	}
+	if r.address != "" && !filepath.IsAbs(r.address) {
+		return fmt.Errorf("%w: containerd address %q is not an absolute path", ErrInvalid, r.address)
+	}
+	if r.log == nil {
+		return fmt.Errorf("%w: no logger", ErrInvalid)
+	}
 	if r.runtimeRoot != "" && !filepath.IsAbs(r.runtimeRoot) {
 		return fmt.Errorf("%w: runtime root %q is not an absolute path", ErrInvalid, r.runtimeRoot)
 	}
@@ -148,6 +185,23 @@ func (r *Runtime) check() error {
 		return fmt.Errorf("%w: archive cap, log size and kept logs must be positive", ErrInvalid)
 	}
 	return nil
+}
+
+// dialedAddress is the unix socket path the client dialled ("unix://PATH"
+// is its gRPC target); "" when it is not known.
+func dialedAddress(c *client.Client) string {
+	if c == nil {
+		return ""
+	}
+	t, ok := c.Conn().(interface{ Target() string })
+	if !ok {
+		return ""
+	}
+	p, ok := strings.CutPrefix(t.Target(), "unix://")
+	if !ok || !filepath.IsAbs(p) {
+		return ""
+	}
+	return filepath.Clean(p)
 }
 
 // Namespace is the containerd namespace the Runtime works in.

@@ -39,10 +39,14 @@ type Spec struct {
 	// the digest of its index, manifest or config.
 	Image  string
 	Digest string
-	// Args replaces the image's entrypoint and command when set; Env is
-	// added to the image's environment (KEY=VALUE).
-	Args []string
-	Env  []string
+	// Command and Args follow Kubernetes: Command, when set, replaces the
+	// image's ENTRYPOINT and drops its CMD; Args, when set, replaces the
+	// image's CMD. Command [a] with Args [b] runs "a b"; Args alone runs
+	// after the image's ENTRYPOINT.
+	Command []string
+	Args    []string
+	// Env is added to the image's environment (KEY=VALUE).
+	Env []string
 	// Zero means the default limit; none can be turned off.
 	CPUMillis   int64
 	MemoryBytes int64
@@ -152,9 +156,14 @@ func (s *Spec) checkLimits() error {
 }
 
 func (s *Spec) checkProcess() error {
-	for i, a := range s.Args {
-		if strings.ContainsRune(a, 0) {
-			return invalid(fmt.Sprintf("args[%d]", i), "contains a NUL byte")
+	for _, l := range []struct {
+		field string
+		args  []string
+	}{{"command", s.Command}, {"args", s.Args}} {
+		for i, a := range l.args {
+			if strings.ContainsRune(a, 0) {
+				return invalid(fmt.Sprintf("%s[%d]", l.field, i), "contains a NUL byte")
+			}
 		}
 	}
 	for i, e := range s.Env {

@@ -35,6 +35,7 @@ func TestSpecNormalize(t *testing.T) {
 		{"negative pids", func(s *Spec) { s.Pids = -5 }, "pids"},
 		{"negative tmp", func(s *Spec) { s.TmpBytes = -1 }, "tmp"},
 		{"NUL in args", func(s *Spec) { s.Args = []string{"a\x00b"} }, "args[0]"},
+		{"NUL in command", func(s *Spec) { s.Command = []string{"/a", "b\x00"} }, "command[1]"},
 		{"env without =", func(s *Spec) { s.Env = []string{"A=1", "B"} }, "env[1]"},
 		{"env empty key", func(s *Spec) { s.Env = []string{"=1"} }, "env[0]"},
 		{"root uid", func(s *Spec) { s.User = &User{UID: 0, GID: 1000} }, "user"},
@@ -133,6 +134,41 @@ func TestLockedDownSpec(t *testing.T) {
 	}
 	if sp.Hostname != "a1" {
 		t.Errorf("hostname %q", sp.Hostname)
+	}
+}
+
+// TestProcessArgs: spec.command replaces the image's ENTRYPOINT (and
+// drops its CMD), spec.args replaces its CMD, as in Kubernetes. Before,
+// a command was put after the image's entrypoint.
+func TestProcessArgs(t *testing.T) {
+	ic := ocispec.ImageConfig{Entrypoint: []string{"/entry", "-x"}, Cmd: []string{"--serve"}}
+	for _, tc := range []struct {
+		name          string
+		command, args []string
+		image         ocispec.ImageConfig
+		want          []string
+	}{
+		{"image's", nil, nil, ic, []string{"/entry", "-x", "--serve"}},
+		{"command", []string{"/bin/sh", "-c", "echo hi"}, nil, ic, []string{"/bin/sh", "-c", "echo hi"}},
+		{"args", nil, []string{"--once"}, ic, []string{"/entry", "-x", "--once"}},
+		{"command and args", []string{"/agent"}, []string{"--port", "8080"}, ic, []string{"/agent", "--port", "8080"}},
+		{"args, no entrypoint", nil, []string{"/bin/sleep", "1"}, ocispec.ImageConfig{Cmd: []string{"/bin/true"}}, []string{"/bin/sleep", "1"}},
+		{"empty command is none", []string{}, nil, ic, []string{"/entry", "-x", "--serve"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp := generate(t, Spec{ID: "a1", Image: "x", Command: tc.command, Args: tc.args}, tc.image)
+			if !slices.Equal(sp.Process.Args, tc.want) {
+				t.Errorf("process args %q, want %q", sp.Process.Args, tc.want)
+			}
+		})
+	}
+	s := Spec{ID: "a1", Image: "x"}
+	if err := s.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.GenerateSpec(namespaces.WithNamespace(context.Background(), "omerta"), nil,
+		&containers.Container{ID: "a1"}, specOpts(s, ocispec.ImageConfig{})...); !errors.Is(err, ErrInvalid) {
+		t.Errorf("no command at all: %v, want ErrInvalid", err)
 	}
 }
 
