@@ -15,6 +15,10 @@ mkdir -p "$demo/run"
 # A private containerd, so the demo never touches the system's: its own
 # root, state and socket (a short path: unix sockets take 107 bytes).
 ctrd=$(mktemp -d /tmp/omerta-demo-ctrd.XXXXXX)
+trap 'rm -rf "$ctrd"' EXIT
+# Each demo starts from scratch: a new first boot, so a new setup token,
+# and a state database (with its audit-chain anchor) that has no admin yet.
+rm -rf "$demo/state" "$demo/console"
 cat >"$ctrd/config.toml" <<TOML
 version = 2
 root = "$ctrd/root"
@@ -37,6 +41,8 @@ cat >"$demo/omerta.yaml" <<YAML
 profile: user
 daemon:
   socket: $sock
+  # The console runs as nobody in this group (scripts/demo-console.sh).
+  socket_group: nogroup
   state_dir: $demo/state
   log_level: info
 agents:
@@ -54,6 +60,15 @@ api() { curl -sS --unix-socket "$sock" "http://omertad$1"; echo; }
 
 cli() { "$bin" "$@" --socket "$sock"; }
 
+say "omerta firstboot into a scratch root: demo/root (its token and report serve the console)"
+rm -rf "$demo/root"; mkdir -p "$demo/root"
+"$bin" firstboot --root "$demo/root" --profile pro
+report=$demo/root/var/lib/omerta/firstboot/report.json
+say "omerta report verify (with the device key printed at first boot)"
+"$bin" report verify "$report" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
+"$bin" report html "$report" -o "$demo/report.html" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
+echo "HTML report: $demo/report.html"
+
 say "starting a private containerd (log: demo/containerd.log)"
 containerd --config "$ctrd/config.toml" >"$demo/containerd.log" 2>&1 &
 ctrd_pid=$!
@@ -61,12 +76,13 @@ for _ in $(seq 100); do [ -S "$ctrd/c.sock" ] && break; sleep 0.1; done
 echo "containerd pid $ctrd_pid, socket $ctrd/c.sock"
 
 say "starting omertad (log: demo/omertad.log)"
-"$bin" daemon --config "$demo/omerta.yaml" >"$demo/omertad.log" 2>&1 &
+"$bin" daemon --config "$demo/omerta.yaml" --firstboot-root "$demo/root" >"$demo/omertad.log" 2>&1 &
 pid=$!
 cleanup() {
   # Agents first (their shims outlive containerd), then omertad, then
   # containerd and its directory.
   "$bin" agents delete sample-tool --purge --socket "$sock" >/dev/null 2>&1 || true
+  [ -f "$demo/console/console.pid" ] && kill -TERM "$(cat "$demo/console/console.pid")" 2>/dev/null || true
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true
   kill -TERM $ctrd_pid 2>/dev/null; wait $ctrd_pid 2>/dev/null || true
   rm -rf "$ctrd"
@@ -103,14 +119,11 @@ echo '{"op":"extract","text":"Mail ops@example.com about the 2026-12-01 release,
 say "omerta agents logs sample-tool"
 cli agents logs sample-tool --tail 5
 
-say "omerta firstboot into a scratch root: demo/root"
-rm -rf "$demo/root"; mkdir -p "$demo/root"
-"$bin" firstboot --root "$demo/root" --profile pro
-report=$demo/root/var/lib/omerta/firstboot/report.json
-say "omerta report verify (with the device key printed at first boot)"
-"$bin" report verify "$report" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
-"$bin" report html "$report" -o "$demo/report.html" --pubkey "$demo/root/var/lib/omerta/keys/signing.pub"
-echo "HTML report: $demo/report.html"
+
+say "the web console (log: demo/console/console.log)"
+OMERTA_BIN=$bin OMERTA_SETUP_TOKEN_FILE=$demo/root/var/lib/omerta/setup-token scripts/demo-console.sh "$sock" "$demo/console"
+echo "  Open the console URL, compare the fingerprint, enter the setup token,"
+echo "  create the first admin, then deploy an agent from the catalog."
 
 say "omertad is running"
 echo "  socket:  $sock"

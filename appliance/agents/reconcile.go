@@ -334,10 +334,10 @@ func (s *Service) sweep(ctx context.Context) error {
 	}
 	s.lastOrphans = key
 	s.log.Info("agents: removed what no agent owns", "containers", o.Containers, "tasks", o.Tasks,
-		"snapshots", o.Snapshots, "leases", o.Leases, "err", cerr)
+		"snapshots", o.Snapshots, "leases", o.Leases, "lost", o.Lost, "err", cerr)
 	aerr := s.st.Audit(ctx, store.AuditEntry{Actor: SystemActor, Action: "agents.orphans.removed",
 		Detail: map[string]any{"containers": o.Containers, "tasks": o.Tasks, "snapshots": o.Snapshots,
-			"leases": o.Leases, "complete": cerr == nil}})
+			"leases": o.Leases, "lost": o.Lost, "complete": cerr == nil}})
 	return errors.Join(fromRuntime("removing orphans", cerr), aerr)
 }
 

@@ -47,7 +47,8 @@ func wireAgents(d daemon.Deps) ([]daemon.Service, api.AgentsDeps, error) {
 	if err != nil {
 		return nil, api.AgentsDeps{}, fmt.Errorf("containerd client for %s: %w", a.Containerd, err)
 	}
-	opts := []runtime.Option{runtime.WithNamespace(a.Namespace), runtime.WithLogDir(a.LogDir), runtime.WithRunDir(a.RunDir)}
+	opts := []runtime.Option{runtime.WithNamespace(a.Namespace), runtime.WithLogDir(a.LogDir), runtime.WithRunDir(a.RunDir),
+		runtime.WithLogger(d.Logger.With("service", "agents-runtime"))}
 	if a.RuntimeRoot != "" {
 		opts = append(opts, runtime.WithRuntimeRoot(a.RuntimeRoot))
 	}
