@@ -29,13 +29,16 @@ build: deps-build
 
 
 # The appliance packages (the daemon, its store and API, the domains it
-# serves) run under the race detector; first boot, hardening and the scripts
+# serves) and the console run under the race detector; first boot, hardening and the scripts
 # run without it, since their tests re-exec children and mostly wait on them.
 # Then the site-configuration fuzz target gets FUZZTIME of fresh inputs: the
 # path an administrator's ESP file takes must stay bounded in time and memory.
-RACE_PKGS  := ./appliance/...
+RACE_PKGS  := ./appliance/... ./ui/...
 PLAIN_PKGS := ./firstboot/... ./hardening/... ./scripts/... ./image/...
 FUZZTIME   ?= 30s
+# The agents' crash-consistency test SIGKILLs the service this many times
+# mid deploy, patch and delete (about 75 s for 50 here).
+export OMERTA_AGENTS_CRASH_RUNS ?= 50
 
 test: deps-test build
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
