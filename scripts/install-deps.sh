@@ -18,7 +18,9 @@ case "$what" in
   # busybox-static: the tiny image the runtime tests build and run.
   # runsc (gVisor): the agents' sandbox isolation; bookworm's own build is
   # from 2022, so on bookworm it comes from bookworm-backports (below).
-  test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq) ;;
+  # docker-registry: the pull tests start one on loopback themselves (its
+  # packaged service is not used).
+  test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq docker-registry) ;;
   *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac
 
@@ -50,6 +52,11 @@ SRC
     [ "$i" = 3 ] && { echo "apt-get failed 3 times" >&2; exit 1; }
     echo "apt-get failed, retrying in $((i * 10))s" >&2; sleep $((i * 10))
   done
+  # Debian enables the registry's own service on :5000; the tests start
+  # theirs on a loopback port and want no other listening.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null; then
+    systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then

@@ -126,6 +126,7 @@ var allowList = []route{
 	{method: "GET", pattern: "/api/v1/images", call: func(f *fwd) (any, error) { return f.api.Images(f.ctx) }},
 
 	{method: "GET", pattern: "/api/v1/agents", call: func(f *fwd) (any, error) { return f.api.Agents(f.ctx) }},
+	{method: "GET", pattern: "/api/v1/summary/agents", call: func(f *fwd) (any, error) { return f.api.AgentsSummary(f.ctx) }},
 	{method: "POST", pattern: "/api/v1/agents", status: 201, call: func(f *fwd) (any, error) {
 		var req apitype.AgentDeploy
 		if err := f.decode(&req); err != nil {

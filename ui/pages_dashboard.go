@@ -62,11 +62,11 @@ func fill[T any](p *part[T], v T, err error) {
 type dashboardData struct {
 	Report part[reportSummary]
 	Probe  part[probeSummary]
+	// Agents holds the agents by state and the deploy success KPI, both
+	// from GET /api/v1/summary/agents.
 	Agents part[agentCounts]
 	Drift  part[[]apitype.DriftEvent]
 	Audit  part[[]apitype.AuditRecord]
-	// DeployRate is the seed's KPI; omertad does not serve it yet.
-	DeployRate string
 }
 
 // dashboardCalls is how many records of each list the dashboard shows.
@@ -96,8 +96,8 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		fill(&d.Probe, summarizeProbe(p), err)
 	})
 	run(can(w, actAgentsRead), &d.Agents.Hidden, func() {
-		l, err := a.Agents(ctx)
-		fill(&d.Agents, countAgents(l.Agents), err)
+		sum, err := a.AgentsSummary(ctx)
+		fill(&d.Agents, summaryCounts(sum), err)
 	})
 	run(can(w, actDriftRead), &d.Drift.Hidden, func() {
 		v, err := a.Drift(ctx, dashboardDrift)
@@ -112,7 +112,6 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		clearSessionCookie(c)
 		return s.toLogin(c)
 	}
-	d.DeployRate = "not available yet"
 	return s.render(c, fiber.StatusOK, "dashboard", &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d})
 }
 
@@ -267,10 +266,11 @@ func summarizeProbe(p apitype.ProbeView) probeSummary {
 	return s
 }
 
-// agentCounts are the agents by state.
+// agentCounts are the agents by state, and the deploy success KPI.
 type agentCounts struct {
 	Total   int
 	ByState []stateCount
+	Deploys deployKPI
 }
 
 type stateCount struct {
@@ -278,15 +278,32 @@ type stateCount struct {
 	Count int
 }
 
-func countAgents(as []apitype.Agent) agentCounts {
-	m := map[string]int{}
-	for _, a := range as {
-		m[a.Status.State]++
-	}
-	out := agentCounts{Total: len(as)}
-	for st, n := range m {
+// deployKPI is the deploy success rate over 7 days against its target,
+// in percent.
+type deployKPI struct {
+	Attempted, Succeeded int
+	// HasRate is false when nothing was deployed: no rate, not 100 %.
+	HasRate bool
+	Rate    float64
+	Target  float64
+	Met     bool
+}
+
+func summaryCounts(s apitype.AgentsSummary) agentCounts {
+	out := agentCounts{Total: s.Total}
+	for st, n := range s.ByState {
 		out.ByState = append(out.ByState, stateCount{State: st, Count: n})
 	}
 	sort.Slice(out.ByState, func(i, j int) bool { return out.ByState[i].State < out.ByState[j].State })
+	target := s.Target
+	if !(target > 0 && target <= 1) { // an omertad that sent none, or nonsense
+		target = apitype.DeploySuccessTarget
+	}
+	d := s.Deploys7d
+	out.Deploys = deployKPI{Attempted: d.Attempted, Succeeded: d.Succeeded, Target: target * 100}
+	if d.Rate != nil && *d.Rate >= 0 && *d.Rate <= 1 {
+		out.Deploys.HasRate, out.Deploys.Rate = true, *d.Rate*100
+		out.Deploys.Met = *d.Rate >= target
+	}
 	return out
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
+	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -111,8 +113,10 @@ func deployable(m *manifest.Manifest) error {
 	return nil
 }
 
-// pinImage checks that the image is in containerd and pins its digest
-// when the manifest gives none: a tag is resolved once, at deploy.
+// pinImage makes sure the image is in containerd, pulling it from its
+// registry when it is not, and pins its digest when the manifest gives
+// none: a tag is resolved once, at deploy, and the stored manifest keeps
+// the digest, so that patches and restarts never resolve it again.
 func (s *Service) pinImage(ctx context.Context, m *manifest.Manifest) error {
 	imgs, err := s.rt.Images(ctx)
 	if err != nil {
@@ -120,19 +124,47 @@ func (s *Service) pinImage(ctx context.Context, m *manifest.Manifest) error {
 	}
 	img := m.Spec.Image
 	for _, i := range imgs {
-		if i.Name != img.Ref {
-			continue
+		if i.Name == img.Ref {
+			return pinTo(img, i)
 		}
-		switch img.Digest {
-		case "":
-			img.Digest = i.Digest
-		case i.Digest, i.Manifest, i.Config:
-		default:
-			return invalid("spec.image.digest", manifest.CodeInvalid, "%s is not the image %s in containerd (%s)", img.Digest, quote(img.Ref), i.Digest)
-		}
-		return nil
 	}
-	return invalid("spec.image.ref", manifest.CodeInvalid, "%s is not in containerd: import its archive first (omerta image import)", quote(img.Ref))
+	var opts []runtime.PullOption
+	if img.Digest != "" {
+		opts = append(opts, runtime.PullDigest(img.Digest))
+	}
+	pulled, err := s.rt.Pull(ctx, img.Ref, opts...)
+	if err != nil {
+		return pullRefused(img, err)
+	}
+	return pinTo(img, pulled)
+}
+
+// pinTo pins img to the digest of i, or checks the one it gives.
+func pinTo(img *manifest.Image, i runtime.Image) error {
+	switch img.Digest {
+	case "":
+		img.Digest = i.Digest
+	case i.Digest, i.Manifest, i.Config:
+	default:
+		return invalid("spec.image.digest", manifest.CodeInvalid, "%s is not the image %s in containerd (%s)", img.Digest, quote(img.Ref), i.Digest)
+	}
+	return nil
+}
+
+// pullRefused says why an absent image could not be pulled, naming the
+// field at fault when the registry's answer is about it.
+func pullRefused(img *manifest.Image, err error) error {
+	const hint = "import its archive (omerta image import) or pull it (omerta image pull)"
+	msg := oneLine(err.Error(), 300)
+	switch {
+	case errors.Is(err, runtime.ErrDigestMismatch):
+		return invalid("spec.image.digest", manifest.CodeInvalid, "%s: the registry's %s is another image: %s", img.Digest, quote(img.Ref), msg)
+	case errors.Is(err, runtime.ErrNotFound):
+		return invalid("spec.image.ref", manifest.CodeInvalid, "%s is not in containerd nor in its registry: %s", quote(img.Ref), hint)
+	case errors.Is(err, runtime.ErrInvalid), errors.Is(err, safeio.ErrTooLarge):
+		return invalid("spec.image.ref", manifest.CodeInvalid, "%s is not in containerd and cannot be pulled: %s", quote(img.Ref), msg)
+	}
+	return fromRuntime(fmt.Sprintf("%s is not in containerd; pulling it (else %s)", quote(img.Ref), hint), err)
 }
 
 // Deploy validates the request, records the agent (desired state enabled,

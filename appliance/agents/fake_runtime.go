@@ -23,7 +23,8 @@ type FakeRuntime struct {
 	now     func() time.Time
 	ctrs    map[string]*fakeContainer
 	images  map[string]runtime.Image
-	snaps   map[string]bool // active snapshots without a container
+	remote  map[string]runtime.Image // a registry's images, by ref
+	snaps   map[string]bool          // active snapshots without a container
 	leases  map[string]bool
 	down    bool
 	wedged  map[string]bool
@@ -56,7 +57,8 @@ func NewFakeRuntime(logDir string, now func() time.Time) *FakeRuntime {
 		now = time.Now
 	}
 	return &FakeRuntime{logDir: logDir, now: now, ctrs: map[string]*fakeContainer{}, images: map[string]runtime.Image{},
-		snaps: map[string]bool{}, leases: map[string]bool{}, nextPid: 100}
+		remote: map[string]runtime.Image{},
+		snaps:  map[string]bool{}, leases: map[string]bool{}, nextPid: 100}
 }
 
 var _ Runtime = (*FakeRuntime)(nil)
@@ -66,6 +68,13 @@ func (f *FakeRuntime) AddImage(img runtime.Image) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.images[img.Name] = img
+}
+
+// AddRemoteImage puts an image in the fake registry, under img.Name.
+func (f *FakeRuntime) AddRemoteImage(img runtime.Image) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.remote[img.Name] = img
 }
 
 // SetUnavailable makes every call fail as if containerd were down.
@@ -364,6 +373,25 @@ func (f *FakeRuntime) Images(_ context.Context) ([]runtime.Image, error) {
 		out = append(out, i)
 	}
 	return out, nil
+}
+
+// Pull copies an image from the fake registry, refusing it, as the real
+// runtime does, when it does not have the pinned digest.
+func (f *FakeRuntime) Pull(_ context.Context, ref string, opts ...runtime.PullOption) (runtime.Image, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("pull " + ref); err != nil {
+		return runtime.Image{}, err
+	}
+	img, ok := f.remote[ref]
+	if !ok {
+		return runtime.Image{}, fmt.Errorf("fake: pulling %s: %w", ref, runtime.ErrNotFound)
+	}
+	if d := runtime.PulledDigest(opts...); d != "" && d != img.Digest && d != img.Manifest && d != img.Config {
+		return runtime.Image{}, fmt.Errorf("fake: pulling %s: %w: expected %s, it is %s", ref, runtime.ErrDigestMismatch, d, img.Digest)
+	}
+	f.images[ref] = img
+	return img, nil
 }
 
 func (f *FakeRuntime) Logs(id string) (string, error) { return filepath.Join(f.logDir, id+".log"), nil }

@@ -21,6 +21,7 @@ type Runtime interface {
 	Metrics(ctx context.Context, id string) (runtime.Metrics, error)
 	MetricsAll(ctx context.Context) (map[string]runtime.Metrics, error)
 	Images(ctx context.Context) ([]runtime.Image, error)
+	Pull(ctx context.Context, ref string, opts ...runtime.PullOption) (runtime.Image, error)
 	Logs(id string) (string, error)
 	Rotate(id string) (bool, error)
 	Orphans(ctx context.Context, known func(id string) bool) (runtime.Orphans, error)

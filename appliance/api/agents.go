@@ -138,6 +138,7 @@ type AgentService interface {
 	GetTask(ctx context.Context, id string) (agents.Task, error)
 	ListTasks(ctx context.Context, agent string, limit int) ([]agents.Task, error)
 	CancelTask(ctx context.Context, id, actor string) (agents.Task, error)
+	AgentSummaryService
 }
 
 // AgentsDeps are the handles of the agents routes; a nil one leaves its
@@ -217,6 +218,7 @@ func (s *Server) agentsRoutes(v1 fiber.Router) {
 // /agents/{id}/tasks (?wait=30s waits that long for the task to end), POST
 // /tasks/{id}/cancel.
 func (s *Server) agentRoutes(r fiber.Router) {
+	s.summaryRoutes(r)
 	r.Get("/agents", s.listAgents)
 	r.Post("/agents", s.deployAgent)
 	r.Get("/agents/:id", s.getAgent)

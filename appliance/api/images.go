@@ -18,6 +18,7 @@ import (
 type ImageService interface {
 	Images(ctx context.Context) ([]runtime.Image, error)
 	ImportArchive(ctx context.Context, path string, opts ...runtime.ImportOption) ([]runtime.Image, error)
+	Pull(ctx context.Context, ref string, opts ...runtime.PullOption) (runtime.Image, error)
 }
 
 // maxImageImports bounds the imports under way at once: each holds a
@@ -26,11 +27,12 @@ const maxImageImports = 2
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-// imageRoutes serves GET /images and POST /images/import (root only: see
-// authz.go).
+// imageRoutes serves GET /images, POST /images/import (root only: see
+// authz.go) and POST /images/pull.
 func (s *Server) imageRoutes(r fiber.Router) {
 	r.Get("/images", s.listImages)
 	r.Post("/images/import", s.importImage)
+	r.Post("/images/pull", s.pullImage)
 }
 
 func (s *Server) listImages(c *fiber.Ctx) error {
@@ -87,6 +89,54 @@ func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runti
 		action, detail["error"] = "image.import.refused", terminal.Escape(err.Error())
 	}
 	return s.deps.Store.Audit(c.UserContext(), store.AuditEntry{Actor: actor(c), Action: action, Target: req.Path, Detail: detail})
+}
+
+// maxPullRef bounds a pull's reference (as the manifest's spec.image.ref).
+const maxPullRef = 512
+
+// pullImage pulls an image from its registry, pinned to a digest when one
+// is given; it shares the imports' bound on work under way.
+func (s *Server) pullImage(c *fiber.Ctx) error {
+	var req apitype.ImagePull
+	if err := decodeBody(c, &req); err != nil {
+		return err
+	}
+	if req.Ref == "" || len(req.Ref) > maxPullRef {
+		return fiber.NewError(fiber.StatusBadRequest, "ref: "+quoteValue(req.Ref)+" must be an image reference of 1 to 512 characters")
+	}
+	var opts []runtime.PullOption
+	if req.Digest != "" {
+		if !digestRE.MatchString(req.Digest) {
+			return fiber.NewError(fiber.StatusBadRequest, "digest: "+quoteValue(req.Digest)+" is not sha256: and 64 lowercase hex digits")
+		}
+		opts = append(opts, runtime.PullDigest(req.Digest))
+	}
+	select {
+	case s.agents.imports <- struct{}{}:
+		defer func() { <-s.agents.imports }()
+	default:
+		return fiber.NewError(fiber.StatusServiceUnavailable, "too many image imports and pulls under way; try again when one is done")
+	}
+	img, err := s.deps.Agents.Images.Pull(c.UserContext(), req.Ref, opts...)
+	if aerr := s.auditPull(c, req, img, err); aerr != nil {
+		return aerr
+	}
+	if err != nil {
+		return s.fail(c, err)
+	}
+	return c.Status(fiber.StatusCreated).JSON(apitype.ImagePulled{Image: imageViews([]runtime.Image{img})[0]})
+}
+
+// auditPull records a pull and its outcome; a refused pin is recorded.
+func (s *Server) auditPull(c *fiber.Ctx, req apitype.ImagePull, img runtime.Image, err error) error {
+	detail := map[string]any{"ref": req.Ref, "expected_digest": req.Digest}
+	action := "image.pull"
+	if err != nil {
+		action, detail["error"] = "image.pull.refused", terminal.Escape(err.Error())
+	} else {
+		detail["image"] = imageViews([]runtime.Image{img})[0]
+	}
+	return s.deps.Store.Audit(c.UserContext(), store.AuditEntry{Actor: actor(c), Action: action, Target: req.Ref, Detail: detail})
 }
 
 func imageViews(imgs []runtime.Image) []apitype.Image {

@@ -131,6 +131,14 @@ func (c *Client) ImportImage(ctx context.Context, req apitype.ImageImport) (apit
 	return v, c.send(ctx, http.MethodPost, "/api/v1/images/import", req, &v)
 }
 
+// PullImage calls POST /api/v1/images/pull: omertad pulls req.Ref from its
+// registry. A large image takes a while: give the client a timeout to
+// match (WithTimeout).
+func (c *Client) PullImage(ctx context.Context, req apitype.ImagePull) (apitype.ImagePulled, error) {
+	var v apitype.ImagePulled
+	return v, c.send(ctx, http.MethodPost, "/api/v1/images/pull", req, &v)
+}
+
 // Agents calls GET /api/v1/agents.
 func (c *Client) Agents(ctx context.Context) (apitype.AgentList, error) {
 	var v apitype.AgentList

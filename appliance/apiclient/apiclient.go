@@ -1,5 +1,6 @@
 // Package apiclient is the typed client of omertad's internal API over its
-// unix socket, for the CLI, the console, the tests and the end-to-end test.
+// unix socket, for the CLI, the console, the tests and the end-to-end test,
+// and over HTTPS through the console (NewRemote) for the CLI elsewhere.
 //
 // The server is treated as any other input: responses are size-capped,
 // decoded into the apitype bodies, and a refusal comes back as an *Error
@@ -29,11 +30,17 @@ const DefaultMaxResponse = 8 << 20
 // DefaultTimeout bounds one call, connection to last byte.
 const DefaultTimeout = 30 * time.Second
 
-// Client talks to one omertad socket. It is safe for concurrent use.
+// Client talks to one omertad, over its unix socket (New) or over HTTPS
+// through the console (NewRemote): the same calls, caps and errors, the
+// transport underneath told apart. It is safe for concurrent use.
 type Client struct {
+	// socket is where calls go, for errors: the socket's path, or the
+	// base URL of a remote client (NewRemote).
 	socket  string
 	http    *http.Client
 	maxBody int64
+	// remote is set by NewRemote: the options that only it uses.
+	remote *remoteConf
 }
 
 // Option configures New.

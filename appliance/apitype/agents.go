@@ -143,6 +143,21 @@ type ImageImported struct {
 	Images []Image `json:"images"`
 }
 
+// ImagePull is the body of POST /api/v1/images/pull. Ref is a full
+// reference (registry.example/agents/tool:1.0) that omertad pulls from its
+// registry; Digest, when set, must be what the tag resolves to (its index,
+// manifest or config digest), or nothing is kept. A ref without a tag
+// needs the digest.
+type ImagePull struct {
+	Ref    string `json:"ref"`
+	Digest string `json:"digest,omitempty"`
+}
+
+// ImagePulled is the answer to POST /api/v1/images/pull (201).
+type ImagePulled struct {
+	Image Image `json:"image"`
+}
+
 // Resources are an agent's limits, as in a manifest ("500m", "256Mi").
 type Resources struct {
 	CPU    string `json:"cpu,omitempty"`

@@ -132,6 +132,8 @@
       var row = document.querySelector('tr[data-agent-id="' + CSS.escape(ev.agent) + '"]');
       if (row) setBadge(row.querySelector('[data-testid="agent-state"]'), d.state);
       else say('A new agent appeared (' + ev.agent + '): reload to see it.');
+    } else if (mode === 'dashboard') {
+      scheduleSummary();
     } else if (mode === 'agent' && ev.agent === liveID) {
       setBadge(document.getElementById('agent-state'), d.state);
       var reason = document.getElementById('agent-reason');
@@ -139,6 +141,57 @@
       var desired = document.getElementById('agent-desired');
       if (desired && d.desired) desired.textContent = d.desired;
     }
+  }
+
+  // --- dashboard: agents by state and the deploy KPI -----------------------
+  // A state change (a deploy's outcome among them) asks omertad for the
+  // counts again, at most once a second, rather than counting in here.
+  var summaryTimer = null;
+  function scheduleSummary() {
+    if (mode !== 'dashboard' || summaryTimer) return;
+    summaryTimer = setTimeout(refreshSummary, 1000);
+  }
+  function refreshSummary() {
+    fetch('/api/v1/summary/agents', { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(showSummary)
+      .catch(function () {})
+      .then(function () { summaryTimer = null; });
+  }
+  function showSummary(s) {
+    var total = document.getElementById('agents-total');
+    var list = document.getElementById('agent-states');
+    if (total && list) {
+      total.textContent = String(s.total);
+      while (list.firstChild) list.removeChild(list.firstChild);
+      var by = s.by_state || {};
+      Object.keys(by).sort().forEach(function (st) {
+        var li = document.createElement('li');
+        var badge = document.createElement('span');
+        setBadge(badge, st);
+        var n = document.createElement('span');
+        n.dataset.stateCount = st;
+        n.textContent = String(by[st]);
+        li.appendChild(badge);
+        li.appendChild(document.createTextNode(' '));
+        li.appendChild(n);
+        list.appendChild(li);
+      });
+    } else if (s.total > 0) {
+      say('Agents were deployed: reload to see them.');
+    }
+    var d = s.deploys_7d || {};
+    var has = typeof d.rate === 'number';
+    var rate = document.getElementById('deploy-rate');
+    if (rate) rate.textContent = has ? (d.rate * 100).toFixed(1) + ' %' : 'no deploys';
+    var verdict = document.getElementById('deploy-verdict');
+    if (verdict) {
+      var met = has && d.rate >= s.target;
+      verdict.textContent = !has ? 'nothing to measure' : (met ? 'meets the target' : 'below the target');
+      verdict.className = 'badge ' + (!has ? 'neutral' : (met ? 'good' : 'bad'));
+    }
+    var counts = document.getElementById('deploy-counts');
+    if (counts) counts.textContent = d.succeeded + ' of ' + d.attempted;
   }
 
   // --- tasks: follow one task until it ends --------------------------------
@@ -183,7 +236,7 @@
     function parse(m) { try { return JSON.parse(m.data); } catch (e) { return null; } }
     es.addEventListener('telemetry', function (m) { var ev = parse(m); if (ev) onTelemetry(ev); });
     es.addEventListener('agent.state', function (m) { var ev = parse(m); if (ev) { onAgentState(ev); addEvent(ev); } });
-    es.addEventListener('agent.deleted', function (m) { var ev = parse(m); if (ev) addEvent(ev); });
+    es.addEventListener('agent.deleted', function (m) { var ev = parse(m); if (ev) { addEvent(ev); scheduleSummary(); } });
     es.addEventListener('task', function (m) {
       var ev = parse(m);
       if (!ev) return;

@@ -98,6 +98,7 @@ type Fake struct {
 	tasks     map[string]*apitype.Task
 	logs      map[string]string
 	subs      map[*subscriber]bool
+	deploys   deployCount
 	hits      []string
 	headers   []http.Header
 	seq       uint64
@@ -349,5 +350,6 @@ func (f *Fake) routes() {
 	f.adminRoutes()
 	f.evidenceRoutes()
 	f.agentRoutes()
+	f.summaryRoutes()
 	f.streamRoutes()
 }

@@ -235,6 +235,8 @@ func (f *Fake) deploy(w http.ResponseWriter, r *http.Request, p principal) {
 		a.SecretKeys = append(a.SecretKeys, "/"+k)
 	}
 	f.agents[id] = a
+	f.deploys.attempted++
+	f.deploys.succeeded++
 	f.logs[id] = "hello from " + id + "\n<script>alert(1)</script>\n"
 	f.record(r, p, "agent.deploy", id)
 	f.stateEventLocked(a)

@@ -24,6 +24,9 @@ import (
 type apiFlags struct {
 	socket string
 	json   bool
+	remote remoteFlags
+	// socketOnly: no remote flags (the console itself is omertad's front).
+	socketOnly bool
 }
 
 func (f *apiFlags) add(cmd *cobra.Command, withJSON bool) {
@@ -31,12 +34,20 @@ func (f *apiFlags) add(cmd *cobra.Command, withJSON bool) {
 	if withJSON {
 		cmd.Flags().BoolVar(&f.json, "json", false, "print JSON for scripts instead of a table")
 	}
+	if !f.socketOnly {
+		f.remote.add(cmd)
+	}
 }
 
-// client connects to omertad's socket: --socket, else the site
-// configuration's daemon.socket, else the default. Calls are bounded by
-// timeout.
+// client connects to the console at --url (or OMERTA_URL) with a token,
+// else to omertad's socket: --socket, else the site configuration's
+// daemon.socket, else the default. Calls are bounded by timeout.
 func (f *apiFlags) client(timeout time.Duration) (*apiclient.Client, error) {
+	if !f.socketOnly {
+		if c, ok, err := f.remote.client(timeout, f.socket != ""); ok || err != nil {
+			return c, err
+		}
+	}
 	sock := f.socket
 	if sock == "" {
 		cfg, err := config.Load(config.DefaultPath)
@@ -61,6 +72,9 @@ func explain(err error) error {
 		return fmt.Errorf("%w (is omertad running? the socket can be given with --socket)", err)
 	case errors.Is(err, syscall.EACCES):
 		return fmt.Errorf("%w (the socket is for root and the members of daemon.socket_group)", err)
+	}
+	if e, ok := explainRemote(err); ok {
+		return e
 	}
 	var inv *apiclient.InvalidError
 	if errors.As(err, &inv) {

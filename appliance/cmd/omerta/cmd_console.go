@@ -62,6 +62,7 @@ root unless --allow-root is given (development and tests only).`,
 		},
 	}
 	f := cmd.Flags()
+	o.api.socketOnly = true
 	o.api.add(cmd, false)
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8443", "address to listen on when systemd passes no socket")
 	f.StringVar(&o.cert, "cert", "", "TLS certificate, PEM (default: $CREDENTIALS_DIRECTORY/"+credCert+", else "+firstboot.TLSCertPath+")")

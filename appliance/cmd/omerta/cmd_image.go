@@ -18,13 +18,14 @@ const imageImportTimeout = 30 * time.Minute
 func newImageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "image",
-		Short: "Import agent images into omertad's containerd namespace; list them",
+		Short: "Import or pull agent images into omertad's containerd namespace; list them",
 		Long: `Agent images live in containerd's namespace "omerta" (agents.namespace).
 They come as OCI image archives (an OCI layout or ` + "`docker save`" + ` tar): the
 image ships its own, which omertad imports at start, and an operator imports
-more with omerta image import. No registry is needed.`,
+more with omerta image import. No registry is needed; a site that has one
+pulls from it with omerta image pull.`,
 	}
-	cmd.AddCommand(newImageImportCmd(), newImageListCmd())
+	cmd.AddCommand(newImageImportCmd(), newImagePullCmd(), newImageListCmd())
 	return cmd
 }
 
@@ -65,9 +66,53 @@ of an archive that names none. Each import is recorded in the audit log.`,
 			return printImages(cmd, out.Images)
 		},
 	}
+	// omertad opens the path itself, as root on the socket: there is no
+	// remote import (the console does not forward it).
+	f.socketOnly = true
 	f.add(cmd, true)
 	cmd.Flags().StringVar(&digest, "digest", "", "the digest (sha256:...) every image of the archive must have")
 	cmd.Flags().StringVar(&name, "name", "", "the name of the image, for an archive that names none")
+	return cmd
+}
+
+// imagePullTimeout is a little over omertad's own bound on a pull
+// (runtime.DefaultPullTimeout), so that its answer arrives.
+const imagePullTimeout = 11 * time.Minute
+
+func newImagePullCmd() *cobra.Command {
+	var (
+		f      apiFlags
+		digest string
+	)
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Pull an image from the site's registry, pinned by digest",
+		Long: `pull has omertad fetch REF, a full reference such as
+registry.example/agents/tool:1.0, from its registry through containerd's
+resolver (HTTPS; plain HTTP only for a registry on a loopback address) and
+unpack it. With --digest the tag must resolve to that index, manifest or
+config digest, or nothing is kept; a REF without a tag needs --digest.
+Deploying an agent whose image is absent pulls it the same way, once, and
+pins the digest. Each pull is recorded in the audit log.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := f.client(imagePullTimeout)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out, err := c.PullImage(cmd.Context(), apitype.ImagePull{Ref: args[0], Digest: digest})
+			if err != nil {
+				return explain(err)
+			}
+			if f.json {
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			return printImages(cmd, []apitype.Image{out.Image})
+		},
+	}
+	f.add(cmd, true)
+	cmd.Flags().StringVar(&digest, "digest", "", "the digest (sha256:...) the tag must resolve to")
 	return cmd
 }
 
