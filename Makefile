@@ -13,7 +13,7 @@ STATICCHECK_VERSION := v0.8.2
 TOOLS   := $(CURDIR)/.cache/tools
 TEST_TIMEOUT ?= 30m
 
-.PHONY: all build test fuzz lint openapi-lint demo clean deps-build deps-test
+.PHONY: all build test fuzz lint openapi-lint browser-test console-load demo clean deps-build deps-test
 
 all: build
 
@@ -33,7 +33,8 @@ build: deps-build
 # run without it, since their tests re-exec children and mostly wait on them.
 # Then the site-configuration fuzz target gets FUZZTIME of fresh inputs: the
 # path an administrator's ESP file takes must stay bounded in time and memory.
-RACE_PKGS  := ./appliance/... ./ui/...
+# ui/browsertest and ui/loadtest have their own targets (below).
+RACE_PKGS  = ./appliance/... $(shell $(GO) list ./ui/... | grep -v -e /browsertest -e /loadtest)
 PLAIN_PKGS := ./firstboot/... ./hardening/... ./scripts/... ./image/...
 FUZZTIME   ?= 30s
 # The agents' crash-consistency test SIGKILLs the service this many times
@@ -44,6 +45,23 @@ test: deps-test build
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) $(RACE_PKGS)
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PLAIN_PKGS)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./appliance/config/
+
+# The console in a real browser: Debian's chromium driven by playwright-core
+# (pinned in ui/browsertest/package-lock.json, installed under .cache/npm)
+# through setup, deploy, logs, a task, disable, the audit log and an
+# auditor's read-only view, on omertad, containerd and the console as they
+# run. Not yet in `make test`: TestAbandonedStreamsFreeSlots shows a live
+# page that is left keeps its event-stream slot for 30-45 s, which also
+# makes TestBrowser fail about one run in eight (issue 10 is open for it).
+browser-test: deps-test build agents
+	@scripts/install-deps.sh browser
+	OMERTA_BIN=$(CURDIR)/bin/omerta $(GO) test -count=1 -timeout 15m -v ./ui/browsertest/
+
+# The console under 50 authenticated clients over HTTPS for 60 s, beside a
+# bare Fiber handler serving a page of the same size (a benchmark, never in
+# make test; results in out/console-load.txt).
+console-load: build
+	@scripts/console-load.sh
 
 # Every fuzz target in the module for FUZZTIME each (make fuzz FUZZTIME=5m).
 fuzz:

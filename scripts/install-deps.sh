@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing or the demo need, only
 # those missing, with retries on transient download errors. Idempotent.
-#   scripts/install-deps.sh build|test|demo
+#   scripts/install-deps.sh build|test|demo|browser
 set -euo pipefail
 
 what=${1:-test}
@@ -21,7 +21,10 @@ case "$what" in
   # docker-registry: the pull tests start one on loopback themselves (its
   # packaged service is not used).
   test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq docker-registry) ;;
-  *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
+  # The browser test: Debian's chromium, and node >= 20 with npm for
+  # playwright-core (the machine images ship node 20; bookworm's is 18).
+  browser) pkgs+=(chromium) ;;
+  *) echo "usage: $0 build|test|demo|browser" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -17,7 +17,8 @@ import (
 // /api/v1/probe.
 func newProbeMonitor(d daemon.Deps) *probe.Monitor {
 	return probe.NewMonitor(d.Store,
-		probe.WithProbeOptions(probe.Options{StateDir: d.Config.Daemon.StateDir, Now: d.Now}),
+		// The containerd omertad runs agents on, not necessarily the system's.
+		probe.WithProbeOptions(probe.Options{StateDir: d.Config.Daemon.StateDir, Containerd: d.Config.Agents.Containerd, Now: d.Now}),
 		probe.WithInterval(d.Config.Probe.Interval),
 		probe.WithProfile(d.Config.Profile),
 		probe.WithLogger(d.Logger.With("service", "probe")),

@@ -1,0 +1,17 @@
+// Package browsertest drives the web console in a real browser: Debian's
+// chromium, through playwright-core from npm (no browser is downloaded),
+// against the real binaries. Its test builds omerta, makes a scratch first
+// boot (device keys, TLS certificate, setup token), starts a private
+// containerd, omertad on the first boot's state and the console as an
+// unprivileged user, pins the certificate the console serves to the
+// fingerprint first boot printed, then runs scenario.mjs: setup with the
+// token, sign-in, the dashboard, a deploy from the catalog through the
+// generated form, the agent running with its log streaming, a task and its
+// result, a disable, the audit log, the users page, and an auditor who sees
+// read-only pages and is refused by omertad when it tries to change
+// anything. Screenshots of every page go to out/browser/.
+//
+// The package has no code outside its test: the harness holds a containerd
+// client (through ctrtest) and reads omertad's state, which the console
+// itself may never link.
+package browsertest

@@ -1,0 +1,205 @@
+package loadtest
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func moduleRoot(t *testing.T) string {
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("no go.mod above %s", dir)
+		}
+	}
+}
+
+func mustRun(t *testing.T, dir, name string, args ...string) string {
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// startChild starts cmd in its own process group with its output in log,
+// and stops it (SIGTERM, then SIGKILL) at cleanup. It returns the pid.
+func startChild(t *testing.T, name, log string, cmd *exec.Cmd) int {
+	f, err := os.Create(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); f.Close(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			t.Errorf("%s did not stop on SIGTERM", name)
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(log)
+			t.Logf("%s's log:\n%s", name, b)
+		}
+	})
+	return cmd.Process.Pid
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, ok func() error) {
+	deadline := time.Now().Add(d)
+	for {
+		err := ok()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within %v: %v", what, d, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+var floorRE = regexp.MustCompile(`floor listening on (\S+)`)
+
+// startFloor runs the floor role with bodies of the console's sizes.
+func (e *env) startFloor(t *testing.T, page, js int) string {
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envRole+"=floor", envCert+"="+e.certFile, envKey+"="+e.keyFile,
+		envPageSize+"="+strconv.Itoa(page), envJSONSize+"="+strconv.Itoa(js))
+	log := filepath.Join(e.dir, "floor.log")
+	startChild(t, "floor", log, cmd)
+	var addr string
+	waitFor(t, "the floor", 10*time.Second, func() error {
+		b, _ := os.ReadFile(log)
+		if m := floorRE.FindSubmatch(b); m != nil {
+			addr = string(m[1])
+			return nil
+		}
+		return fmt.Errorf("no address yet: %s", b)
+	})
+	return "https://" + addr
+}
+
+// rssWatch samples a process's resident memory twice a second.
+type rssWatch struct {
+	pid  int
+	mu   sync.Mutex
+	max  int64
+	done chan struct{}
+	once sync.Once
+	hwm  int64
+}
+
+func newRSSWatch(pid int) *rssWatch {
+	w := &rssWatch{pid: pid, done: make(chan struct{})}
+	go func() {
+		tk := time.NewTicker(500 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			if rss, _ := statusKB(pid, "VmRSS"); rss > 0 {
+				w.mu.Lock()
+				w.max = max(w.max, rss)
+				w.mu.Unlock()
+			}
+			select {
+			case <-w.done:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return w
+}
+
+// stop ends sampling; it returns the largest RSS sampled and the
+// kernel's high-water mark (VmHWM), in bytes.
+func (w *rssWatch) stop() [2]int64 {
+	w.once.Do(func() {
+		close(w.done)
+		w.hwm, _ = statusKB(w.pid, "VmHWM")
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return [2]int64{w.max, w.hwm}
+}
+
+// statusKB reads a "Key: N kB" line of /proc/pid/status, in bytes.
+func statusKB(pid int, key string) (int64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", key, pid)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+// report prints the table and checks issue 10's targets: p95 at most
+// 15 ms with no error for each console target, at most twice the floor's
+// p95, and the console's RSS under 50 MB.
+func report(t *testing.T, res []result, rss [2]int64, dur time.Duration) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%d clients, %v per target, HTTPS on 127.0.0.1, %d agents\n", clientsN, dur, agentCount)
+	fmt.Fprintf(&b, "%-30s %9s %8s %8s %8s %8s %8s %7s %8s\n", "target", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "bytes")
+	for _, r := range res {
+		maxLat := time.Duration(0)
+		if len(r.lat) > 0 {
+			maxLat = r.lat[len(r.lat)-1]
+		}
+		fmt.Fprintf(&b, "%-30s %9d %8.0f %8s %8s %8s %8s %7d %8d\n", r.name, len(r.lat), r.rps(),
+			ms(r.pct(50)), ms(r.pct(95)), ms(r.pct(99)), ms(maxLat), r.errors, r.bodyBytes)
+	}
+	for i := 0; i+1 < len(res); i += 2 {
+		c, f := res[i], res[i+1]
+		ratio := float64(c.pct(95)) / float64(max(f.pct(95), 1))
+		fmt.Fprintf(&b, "ratio %s / floor, p95: %.2f (p50 %.2f, p99 %.2f)\n", c.name, ratio,
+			float64(c.pct(50))/float64(max(f.pct(50), 1)), float64(c.pct(99))/float64(max(f.pct(99), 1)))
+		verdict(t, &b, c.name+" p95 <= 15 ms", c.pct(95) <= targetP95)
+		verdict(t, &b, c.name+" no errors", c.errors == 0 && f.errors == 0, c.firstErr, f.firstErr)
+		verdict(t, &b, c.name+" p95 <= 2x floor", ratio <= targetRatio)
+	}
+	fmt.Fprintf(&b, "console RSS: %.1f MiB at most sampled, %.1f MiB high-water mark\n", float64(rss[0])/(1<<20), float64(rss[1])/(1<<20))
+	verdict(t, &b, "console RSS < 50 MB", rss[1] < targetRSS)
+	t.Log(b.String())
+}
+
+func verdict(t *testing.T, b *strings.Builder, what string, ok bool, detail ...string) {
+	word := "MET "
+	if !ok {
+		word = "MISS"
+		t.Errorf("target missed: %s %s", what, strings.Join(detail, " "))
+	}
+	fmt.Fprintf(b, "  %s %s\n", word, what)
+}
