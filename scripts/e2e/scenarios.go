@@ -97,18 +97,25 @@ func (r *run) mainFirstboot(ctx context.Context, sc string, v *vm) (banner, bool
 // the booted guest.
 func (r *run) mainServices(sc string, s *sshClient) {
 	// First boot is done, but units ordered after it may still be starting.
+	// systemctl is-active exits 0 when any one of several units is active,
+	// so each unit's own line must say "active".
 	var out string
 	var code int
 	var err error
+	allActive := func(out string) bool {
+		f := strings.Fields(out)
+		return len(f) == 2 && f[0] == "active" && f[1] == "active"
+	}
 	for deadline := time.Now().Add(3 * time.Minute); ; {
 		out, code, err = s.run("systemctl is-active omertad.service containerd.service")
-		if err != nil || code == 0 || time.Now().After(deadline) {
+		if err != nil || allActive(out) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(5 * time.Second)
 	}
-	r.check(sc, "omertad and containerd are active", err == nil && code == 0, "%s", oneLine(out))
-	if code != 0 {
+	ok := err == nil && allActive(out)
+	r.check(sc, "omertad and containerd are active", ok, "%s", oneLine(out))
+	if !ok {
 		diag, _, _ := s.run("sudo -n systemctl status --no-pager -l omertad.service containerd.service 2>&1 | tail -n 30")
 		r.note("units: %s", oneLine(diag))
 	}
