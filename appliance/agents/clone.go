@@ -19,7 +19,7 @@ func cloneManifest(m *manifest.Manifest) *manifest.Manifest {
 	}
 	sp.Command, sp.Args = slices.Clone(sp.Command), slices.Clone(sp.Args)
 	sp.Env, sp.Ports, sp.Volumes = slices.Clone(sp.Env), slices.Clone(sp.Ports), slices.Clone(sp.Volumes)
-	sp.Config, sp.ConfigSchema = copyMap(sp.Config), copyMap(sp.ConfigSchema)
+	sp.Config, sp.ConfigSchema = manifest.CopyConfig(sp.Config), manifest.CopyConfig(sp.ConfigSchema)
 	if b := sp.Restart.Backoff; b != nil {
 		c := *b
 		sp.Restart.Backoff = &c

@@ -20,7 +20,7 @@ const (
 // key, a nil value removes the key, anything else replaces. depth bounds the
 // recursion on hostile input.
 func mergeConfig(base, over map[string]any) map[string]any {
-	out := copyMap(base)
+	out := manifest.CopyConfig(base)
 	if out == nil {
 		out = map[string]any{}
 	}
@@ -37,38 +37,13 @@ func mergeInto(dst, src map[string]any, depth int) {
 		sm, ok := v.(map[string]any)
 		dm, dok := dst[k].(map[string]any)
 		if ok && dok && depth < maxConfigDepth {
-			dm = copyMap(dm)
+			dm = manifest.CopyConfig(dm)
 			mergeInto(dm, sm, depth+1)
 			dst[k] = dm
 			continue
 		}
-		dst[k] = copyValue(v)
+		dst[k] = manifest.CopyValue(v)
 	}
-}
-
-func copyMap(m map[string]any) map[string]any {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]any, len(m))
-	for k, v := range m {
-		out[k] = copyValue(v)
-	}
-	return out
-}
-
-func copyValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		return copyMap(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = copyValue(e)
-		}
-		return out
-	}
-	return v
 }
 
 // checkInputShape bounds an operator's configuration before anything walks

@@ -295,7 +295,7 @@ func (s *Service) view(ctx context.Context, q querier, r agentRow) (Agent, error
 	if err != nil {
 		return Agent{}, err
 	}
-	cfg := copyMap(sp.Config)
+	cfg := manifest.CopyConfig(sp.Config)
 	if sp.Schema != nil && len(keys) > 0 {
 		shown := make(map[string]any, len(keys))
 		for _, k := range keys {

@@ -211,7 +211,7 @@ func pointer(tokens []string) string {
 // and its secret values keyed by JSON pointer, to be stored apart. config
 // itself is not changed.
 func (cs *ConfigSchema) Split(config map[string]any) (public map[string]any, secrets map[string]any) {
-	public = deepCopy(config)
+	public = CopyConfig(config)
 	secrets = map[string]any{}
 	for _, s := range cs.secrets {
 		if v, ok := take(public, s); ok {
@@ -235,7 +235,7 @@ func (cs *ConfigSchema) Redact(config map[string]any) map[string]any {
 
 // Merge puts secrets (from Split) back into a copy of public.
 func (cs *ConfigSchema) Merge(public, secrets map[string]any) map[string]any {
-	out := deepCopy(public)
+	out := CopyConfig(public)
 	if out == nil {
 		out = map[string]any{}
 	}
@@ -273,25 +273,28 @@ func put(m map[string]any, path []string, v any) {
 	m[path[len(path)-1]] = v
 }
 
-func deepCopy(m map[string]any) map[string]any {
+// CopyConfig copies a decoded JSON object (a configuration, a schema) all
+// the way down, so that the copy can be changed without touching m.
+func CopyConfig(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
 	out := make(map[string]any, len(m))
 	for k, v := range m {
-		out[k] = copyValue(v)
+		out[k] = CopyValue(v)
 	}
 	return out
 }
 
-func copyValue(v any) any {
+// CopyValue copies one decoded JSON value the way CopyConfig does.
+func CopyValue(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
-		return deepCopy(x)
+		return CopyConfig(x)
 	case []any:
 		out := make([]any, len(x))
 		for i, e := range x {
-			out[i] = copyValue(e)
+			out[i] = CopyValue(e)
 		}
 		return out
 	}
