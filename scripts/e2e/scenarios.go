@@ -100,14 +100,14 @@ func (r *run) mainServices(sc string, s *sshClient) {
 	// systemctl is-active exits 0 when any one of several units is active,
 	// so each unit's own line must say "active".
 	var out string
-	var code int
 	var err error
 	allActive := func(out string) bool {
 		f := strings.Fields(out)
 		return len(f) == 2 && f[0] == "active" && f[1] == "active"
 	}
 	for deadline := time.Now().Add(3 * time.Minute); ; {
-		out, code, err = s.run("systemctl is-active omertad.service containerd.service")
+		// The exit status says nothing more than the lines do.
+		out, _, err = s.run("systemctl is-active omertad.service containerd.service")
 		if err != nil || allActive(out) || time.Now().After(deadline) {
 			break
 		}
