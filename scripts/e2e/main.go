@@ -181,6 +181,16 @@ func mainErr() error {
 	}
 	r.printFigures()
 	fmt.Printf("e2e: %d passed, %d failed\n", r.res.Passed, r.res.Failed)
+	// CI keeps only the tail of the output, so the failures are repeated
+	// last, after the figures, where a truncated log still shows them.
+	for _, c := range r.res.Checks {
+		if !c.Pass {
+			fmt.Printf("e2e: FAILED %s: %s (%s)\n", c.Scenario, c.Name, c.Detail)
+		}
+	}
+	for _, n := range r.res.Notes {
+		fmt.Println("e2e: note:", n)
+	}
 	if r.res.Failed > 0 {
 		return fmt.Errorf("%d checks failed; serial logs under %s, figures in %s", r.res.Failed, o.work, o.out)
 	}
