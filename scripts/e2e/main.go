@@ -67,6 +67,9 @@ type results struct {
 	PowerOnToFirstbootDoneSeconds float64            `json:"power_on_to_firstboot_done_seconds"`
 	PowerOnToFirstbootStartSecs   float64            `json:"power_on_to_firstboot_start_seconds"`
 	FirstbootSeconds              float64            `json:"firstboot_seconds"`
+	PowerOnToConsoleReadySecs     float64            `json:"power_on_to_console_ready_seconds"`
+	DeployToRunningSecs           float64            `json:"sample_agent_deploy_to_running_seconds"`
+	VarBytes                      int64              `json:"var_bytes"`
 	FirstbootSteps                map[string]string  `json:"firstboot_steps"`
 	LynisIndex                    *int               `json:"lynis_index"`
 	LynisWarnings                 []string           `json:"lynis_warnings"`
@@ -235,6 +238,8 @@ func (r *run) printFigures() {
 	fmt.Printf("e2e: power-on to first boot start: %.1f s\n", r.res.PowerOnToFirstbootStartSecs)
 	fmt.Printf("e2e: power-on to first boot done:  %.1f s\n", r.res.PowerOnToFirstbootDoneSeconds)
 	fmt.Printf("e2e: first-boot duration:          %.1f s\n", r.res.FirstbootSeconds)
+	fmt.Printf("e2e: power-on to console ready:    %.1f s\n", r.res.PowerOnToConsoleReadySecs)
+	fmt.Printf("e2e: sample agent deploy to running: %.1f s\n", r.res.DeployToRunningSecs)
 	for _, k := range sortedKeys(r.res.FirstbootSteps) {
 		fmt.Printf("e2e:   step %-14s %s\n", k, r.res.FirstbootSteps[k])
 	}

@@ -27,11 +27,12 @@ type line struct {
 
 // vm is one headless QEMU run of a disk image (scripts/qemu.sh).
 type vm struct {
-	name    string
-	cmd     *exec.Cmd
-	start   time.Time
-	sshPort int
-	qmp     string
+	name      string
+	cmd       *exec.Cmd
+	start     time.Time
+	sshPort   int
+	httpsPort int // the guest's 443 on the host's loopback
+	qmp       string
 
 	mu     sync.Mutex
 	cond   *sync.Cond
@@ -63,7 +64,7 @@ func boot(top, name, disk, logPath string) (*vm, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &vm{name: name, sshPort: sshPort, qmp: filepath.Join(filepath.Dir(logPath), name+".qmp")}
+	v := &vm{name: name, sshPort: sshPort, httpsPort: httpsPort, qmp: filepath.Join(filepath.Dir(logPath), name+".qmp")}
 	v.cond = sync.NewCond(&v.mu)
 	os.Remove(v.qmp)
 	log, err := os.Create(logPath)
