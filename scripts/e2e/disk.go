@@ -233,20 +233,3 @@ func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
-
-// varGrowBy is how much larger than the image the main scenario's disk is.
-const varGrowBy = 4 << 30
-
-// growDisk makes the disk copy by bytes longer, as a larger disk would be;
-// the GPT's backup header is then no longer at the end, which systemd-repart
-// repairs when it grows /var.
-func growDisk(disk string, by int64) error {
-	fi, err := os.Stat(disk)
-	if err != nil {
-		return fmt.Errorf("growing the disk copy: %w", err)
-	}
-	if err := os.Truncate(disk, fi.Size()+by); err != nil {
-		return fmt.Errorf("growing the disk copy: %w", err)
-	}
-	return nil
-}

@@ -69,7 +69,6 @@ type results struct {
 	FirstbootSeconds              float64            `json:"firstboot_seconds"`
 	PowerOnToConsoleReadySecs     float64            `json:"power_on_to_console_ready_seconds"`
 	DeployToRunningSecs           float64            `json:"sample_agent_deploy_to_running_seconds"`
-	VarBytes                      int64              `json:"var_bytes"`
 	FirstbootSteps                map[string]string  `json:"firstboot_steps"`
 	LynisIndex                    *int               `json:"lynis_index"`
 	LynisWarnings                 []string           `json:"lynis_warnings"`

@@ -36,11 +36,6 @@ func (r *run) mainScenario(ctx context.Context) error {
 		return err
 	}
 	defer r.cleanupDisk(disk)
-	// A disk larger than the image, as when it is written to a real one:
-	// /var must grow into the rest (sparse, so it costs no space here).
-	if err := growDisk(disk, varGrowBy); err != nil {
-		return err
-	}
 
 	v, err := r.boot(sc, disk)
 	if err != nil {
@@ -66,7 +61,6 @@ func (r *run) mainScenario(ctx context.Context) error {
 	}
 	defer s.c.Close()
 	r.mainServices(sc, s)
-	r.mainVarGrown(sc, s)
 	r.mainAgents(ctx, sc, admin)
 
 	// 3. the report, 4. Lynis.
@@ -398,15 +392,4 @@ func firstLines(s string, n int) string {
 		ls = append(ls[:n], "...")
 	}
 	return strings.Join(ls, " | ")
-}
-
-// mainVarGrown: on a disk varGrowBy larger than the image, /var must have
-// grown by most of it on first boot (systemd-repart, then growfs).
-func (r *run) mainVarGrown(sc string, s *sshClient) {
-	out, _, err := s.run("findmnt -bno SIZE /var")
-	size, perr := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
-	built := int64(3 << 30) // image/mkosi.repart/20-var.conf
-	r.res.VarBytes = size
-	r.check(sc, "/var grew into the rest of the disk", err == nil && perr == nil && size > built+varGrowBy*3/4,
-		"/var is %d MiB, built %d MiB, disk grown by %d MiB%s", size>>20, built>>20, int64(varGrowBy)>>20, errSuffix(err))
 }
