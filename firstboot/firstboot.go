@@ -8,6 +8,15 @@
 // that was running. Everything first boot writes lives under Options.Root, so
 // the same code prepares a live system ("/"), an image tree, or a test's
 // temporary directory.
+//
+// The Lynis audit is not one of the steps: it takes a quarter of an hour
+// under emulation, and the setup token and the console do not wait for it.
+// The report step seals the report with the audit deferred (or skipped, and
+// why); RunAudit, which omerta-lynis.service runs once the console is up,
+// runs Lynis and seals its result into the report as a signed addendum
+// (see firstboot/report). It keeps its own journal, so an audit cut off by
+// a power loss runs again on the next boot, and gives up, sealing the
+// failure, after MaxAuditAttempts.
 package firstboot
 
 import (
@@ -40,12 +49,16 @@ var (
 	ReportPath     = path.Join(Dir, "report.json")
 	ReportHTMLPath = path.Join(Dir, "report.html")
 	DonePath       = path.Join(Dir, "done")
-	KeysDir        = path.Join(StateDir, "keys")
-	SigningKeyPath = path.Join(KeysDir, "signing.key")
-	SigningPubPath = path.Join(KeysDir, "signing.pub")
-	TLSKeyPath     = path.Join(KeysDir, "tls.key")
-	TLSCertPath    = path.Join(KeysDir, "tls.crt")
-	TokenPath      = path.Join(StateDir, "setup-token")
+	// AuditJournalPath and AuditDonePath are the deferred Lynis audit's
+	// journal and done marker (see RunAudit).
+	AuditJournalPath = path.Join(Dir, "lynis.json")
+	AuditDonePath    = path.Join(Dir, "lynis-done")
+	KeysDir          = path.Join(StateDir, "keys")
+	SigningKeyPath   = path.Join(KeysDir, "signing.key")
+	SigningPubPath   = path.Join(KeysDir, "signing.pub")
+	TLSKeyPath       = path.Join(KeysDir, "tls.key")
+	TLSCertPath      = path.Join(KeysDir, "tls.crt")
+	TokenPath        = path.Join(StateDir, "setup-token")
 	// ImageDigestPath is where the image build leaves the image's digest.
 	ImageDigestPath = "/usr/lib/omerta/image-digest"
 )
@@ -79,11 +92,15 @@ const (
 	StepProbe        = "probe"
 	StepHardenApply  = "harden-apply"
 	StepHardenVerify = "harden-verify"
-	StepLynis        = "lynis"
 	StepToken        = "token"
 	StepReport       = "report"
 	StepDone         = "done"
 )
+
+// AuditStep names the Lynis audit in the step table, where it follows the
+// steps: it runs after first boot (RunAudit), not as one of them, so that
+// the setup token and the console do not wait for it.
+const AuditStep = "lynis"
 
 // Prober runs the hardware probe, stores it as the baseline and judges it
 // against the profile.
@@ -142,7 +159,8 @@ type Options struct {
 	Addrs func() ([]netip.Addr, error)
 	// Lynis runs a Lynis audit writing its report to reportFile. nil means
 	// the installed Lynis when Live, and no audit otherwise (Lynis audits
-	// the running system, not a directory).
+	// the running system, not a directory). Run only decides from it
+	// whether the report defers the audit or skips it; RunAudit runs it.
 	Lynis func(ctx context.Context, reportFile string) error
 	// Notify sends an sd_notify state; nil means go-systemd's SdNotify.
 	Notify func(state string) error
@@ -243,7 +261,7 @@ func newRunner(opts Options) (*runner, error) {
 	r := &runner{opts: opts, root: filepath.Clean(root), fs: fs}
 	r.opts.setDefaults()
 	if r.opts.Lynis == nil && r.opts.Live {
-		r.opts.Lynis = r.runLynis
+		r.opts.Lynis = lynisCommand(r.opts.Exec)
 	}
 	return r, nil
 }
@@ -336,7 +354,6 @@ func (r *runner) stepList() []step {
 		{StepProbe, r.stepProbe},
 		{StepHardenApply, r.stepHardenApply},
 		{StepHardenVerify, r.stepHardenVerify},
-		{StepLynis, r.stepLynis},
 		{StepToken, r.stepToken},
 		{StepReport, r.stepReport},
 		{StepDone, r.stepDone},
@@ -385,6 +402,11 @@ func (r *runner) run(ctx context.Context) (Result, error) {
 	r.printf("first boot complete")
 	if err := r.printBanner(); err != nil {
 		return res, err
+	}
+	if la, err := r.lynisDecision(); err == nil && la.Status == report.AuditSkipped {
+		r.printf("the Lynis audit is skipped (%s)", la.Reason)
+	} else {
+		r.printf("the Lynis audit runs next, in the background; its result is sealed into the report when it ends")
 	}
 	r.notify("First boot complete")
 	return res, nil

@@ -45,8 +45,8 @@ func TestRunCompletes(t *testing.T) {
 	lines := linesOf(&out)
 	want := []string{`omerta-firstboot: attempt 1 starting \(from the beginning\)`}
 	for i, n := range StepNames() {
-		want = append(want, fmt.Sprintf(`omerta-firstboot: step %d/10 %s: running`, i+1, regexp.QuoteMeta(n)))
-		want = append(want, fmt.Sprintf(`omerta-firstboot: step %d/10 %s: done in [0-9.]+(µs|ms|s)|0s`, i+1, regexp.QuoteMeta(n)))
+		want = append(want, fmt.Sprintf(`omerta-firstboot: step %d/9 %s: running`, i+1, regexp.QuoteMeta(n)))
+		want = append(want, fmt.Sprintf(`omerta-firstboot: step %d/9 %s: done in [0-9.]+(µs|ms|s)|0s`, i+1, regexp.QuoteMeta(n)))
 	}
 	want = append(want,
 		`omerta-firstboot: first boot complete`,
@@ -55,6 +55,7 @@ func TestRunCompletes(t *testing.T) {
 		`  TLS fingerprint:  SHA256:([0-9A-F]{2}:){31}[0-9A-F]{2}`,
 		`  Setup token:      [a-z2-7]{32}   \(single use, valid until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)`,
 		`  Report key:       SHA256:[0-9a-f]{64}`,
+		`omerta-firstboot: the Lynis audit runs next, in the background; its result is sealed into the report when it ends`,
 	)
 	if len(lines) != len(want) {
 		t.Fatalf("got %d console lines, want %d:\n%s", len(lines), len(want), out.String())
@@ -114,20 +115,23 @@ func TestRunCompletes(t *testing.T) {
 	if h.Image.Version != "0.1.0-test" || h.ClockTrusted {
 		t.Errorf("image %+v clock_trusted %v", h.Image, h.ClockTrusted)
 	}
-	if h.Lynis == nil || h.Lynis.Index != 56 || len(h.Lynis.Warnings) != 2 {
-		t.Errorf("lynis = %+v", h.Lynis)
+	if h.LynisAudit != (report.LynisAudit{Status: report.AuditDeferred}) || len(r.Addenda) != 0 || v.Audit == nil || v.Audit.Status != report.AuditPending {
+		t.Errorf("lynis audit = %+v, addenda %d, verified audit %+v; want it deferred and pending", h.LynisAudit, len(r.Addenda), v.Audit)
+	}
+	if _, ok := h.Tools["lynis"]; ok {
+		t.Errorf("tools name Lynis, which has not run: %v", h.Tools)
 	}
 	if h.Probe.Status != "warn" || len(r.Records) != len(fakeControls) || h.Summary[report.OutcomePass] != len(fakeControls) {
 		t.Errorf("probe %s, %d records, summary %v", h.Probe.Status, len(r.Records), h.Summary)
 	}
-	if len(h.Steps) != 10 || h.Steps[8].Name != StepReport {
+	if len(h.Steps) != 9 || h.Steps[7].Name != StepReport {
 		t.Errorf("steps = %+v", h.Steps)
 	}
 	checkHTML(t, root)
 
 	// The step table and the audit log.
 	rows := stepTable(t, root)
-	if got := stepStatuses(rows); got != "1 site done; 2 identity done; 3 keys done; 4 probe done; 5 harden-apply done; 6 harden-verify done; 7 lynis done; 8 token done; 9 report done; 10 done done; " {
+	if got := stepStatuses(rows); got != "1 site done; 2 identity done; 3 keys done; 4 probe done; 5 harden-apply done; 6 harden-verify done; 7 token done; 8 report done; 9 done done; 10 lynis pending; " {
 		t.Errorf("step table = %s", got)
 	}
 	st, err := store.Open(context.Background(), under(root, StateDBPath))
@@ -145,17 +149,17 @@ func TestRunCompletes(t *testing.T) {
 			actions = append(actions, a.Action+" "+a.Target)
 		}
 	}
-	if len(actions) != 10 || actions[0] != "firstboot.step.done site" || actions[9] != "firstboot.step.done done" {
+	if len(actions) != 9 || actions[0] != "firstboot.step.done site" || actions[8] != "firstboot.step.done done" {
 		t.Errorf("audit = %q", actions)
 	}
-	if n, err := st.VerifyAudit(context.Background()); err != nil || n < 10 {
+	if n, err := st.VerifyAudit(context.Background()); err != nil || n < 9 {
 		t.Errorf("VerifyAudit = %d, %v", n, err)
 	}
 
 	// STATUS= for every step.
 	joined := strings.Join(notes, "\n")
 	for i, n := range StepNames() {
-		if !strings.Contains(joined, fmt.Sprintf("STATUS=First boot: step %d/10 %s", i+1, n)) {
+		if !strings.Contains(joined, fmt.Sprintf("STATUS=First boot: step %d/9 %s", i+1, n)) {
 			t.Errorf("no STATUS for step %s in %q", n, notes)
 		}
 	}
@@ -385,7 +389,7 @@ func TestFailedStepIsReportedAndResumed(t *testing.T) {
 	if !errors.As(err, &se) || se.Step != StepHardenApply {
 		t.Fatalf("Run = %v, want a StepError for harden-apply", err)
 	}
-	if !strings.Contains(out.String(), "omerta-firstboot: step 5/10 harden-apply: failed: applying hardening profile user: writing /etc/sysctl.d/90-omerta.conf: read-only file system\n") {
+	if !strings.Contains(out.String(), "omerta-firstboot: step 5/9 harden-apply: failed: applying hardening profile user: writing /etc/sysctl.d/90-omerta.conf: read-only file system\n") {
 		t.Errorf("console:\n%s", out.String())
 	}
 	if _, err := os.Stat(under(root, TokenPath)); !errors.Is(err, os.ErrNotExist) {
@@ -402,7 +406,7 @@ func TestFailedStepIsReportedAndResumed(t *testing.T) {
 	if _, err := Run(context.Background(), opts); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(out.String(), "omerta-firstboot: attempt 2 starting (resuming at harden-apply)\nomerta-firstboot: step 5/10 harden-apply: running\n") {
+	if !strings.HasPrefix(out.String(), "omerta-firstboot: attempt 2 starting (resuming at harden-apply)\nomerta-firstboot: step 5/9 harden-apply: running\n") {
 		t.Errorf("resumed run:\n%s", out.String())
 	}
 	if prober.calls != 0 {
@@ -449,11 +453,27 @@ func TestLynisSkips(t *testing.T) {
 			if _, err := Run(context.Background(), opts); err != nil {
 				t.Fatal(err)
 			}
-			if line := "omerta-firstboot: step 7/10 lynis: skipped (" + tc.want + ")\n"; !strings.Contains(out.String(), line) {
+			if line := "omerta-firstboot: the Lynis audit is skipped (" + tc.want + ")\n"; !strings.Contains(out.String(), line) {
 				t.Errorf("console lacks %q:\n%s", line, out.String())
 			}
-			if l := readReport(t, root).Header.Lynis; l != nil {
-				t.Errorf("report has lynis %+v", l)
+			if la := readReport(t, root).Header.LynisAudit; la != (report.LynisAudit{Status: report.AuditSkipped, Reason: tc.want}) {
+				t.Errorf("report's lynis_audit = %+v", la)
+			}
+			rows := stepTable(t, root)
+			if last := rows[len(rows)-1]; last.Name != AuditStep || last.Status != StatusSkipped || last.Error != tc.want || last.Position != 10 {
+				t.Errorf("audit row = %+v", last)
+			}
+			// The audit then has nothing to do but say so.
+			out.Reset()
+			res, err := RunAudit(context.Background(), AuditOptions{Options: opts})
+			if err != nil || res.State.Status != report.AuditSkipped {
+				t.Fatalf("RunAudit = %+v, %v", res, err)
+			}
+			if want := "omerta-lynis: audit skipped (" + tc.want + ")\n"; out.String() != want {
+				t.Errorf("audit said %q, want %q", out.String(), want)
+			}
+			if _, err := os.Stat(under(root, AuditDonePath)); err != nil {
+				t.Errorf("no done marker after a skipped audit: %v", err)
 			}
 		})
 	}
@@ -517,7 +537,7 @@ func TestMachineID(t *testing.T) {
 			var out bytes.Buffer
 			_, err := Run(context.Background(), testOptions(root, &out))
 			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(out.String(), "step 2/10 identity: failed: "+tc.wantErr) {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(out.String(), "step 2/9 identity: failed: "+tc.wantErr) {
 					t.Errorf("err = %v, want %q\n%s", err, tc.wantErr, out.String())
 				}
 				return

@@ -266,7 +266,7 @@ func normaliseFile(t testing.TB, rel string, data []byte) string {
 	case rel == IssuePath:
 		s := tokenLineRE.ReplaceAllString(string(data), "<token>")
 		return digest([]byte(fprRE.ReplaceAllString(s, "<fingerprint>")))
-	case rel == JournalPath, rel == ReportPath:
+	case rel == JournalPath, rel == ReportPath, rel == AuditJournalPath:
 		var v any
 		if err := json.Unmarshal(data, &v); err != nil {
 			t.Fatalf("%s: %v", rel, err)
@@ -277,7 +277,7 @@ func normaliseFile(t testing.TB, rel string, data []byte) string {
 		// checkHTML proves it is report.json rendered, and report.json
 		// is compared here.
 		return "html"
-	case rel == DonePath:
+	case rel == DonePath, rel == AuditDonePath:
 		return "done " + regexp.MustCompile(`\d{4}-\d\d-\d\dT[^\n]*|[0-9a-f]{64}`).ReplaceAllString(string(data), "x")
 	}
 	return digest(data)
@@ -298,7 +298,7 @@ func maskJSON(v any, key string) any {
 			switch k {
 			case "started_at", "finished_at", "time", "expires_at", "attempts",
 				"tls_fingerprint", "signing_key_fingerprint", "public_key", "key_fingerprint",
-				"value", "hash", "prev_hash", "chain_head", "header_sha256", "duration_ms",
+				"value", "hash", "prev_hash", "chain_head", "header_sha256", "addenda_head", "duration_ms",
 				// What a real probe measures (free disk space) moves
 				// between runs like a clock does.
 				"measured":

@@ -15,47 +15,59 @@ import (
 	"github.com/omertaos/omertaos/firstboot/report"
 )
 
-// stepLynis runs a Lynis audit when Lynis is installed and the site allows
-// it. Its parsed result is journalled, so a resumed first boot reports it
-// without auditing again.
-func (r *runner) stepLynis(ctx context.Context) (any, string, error) {
+// lynisDecision says whether the report defers the Lynis audit to
+// RunAudit or skips it, and why. It depends only on what a resumed first
+// boot sees the same way: the image, the journalled site configuration
+// and the options.
+func (r *runner) lynisDecision() (report.LynisAudit, error) {
 	sd, err := r.site()
 	if err != nil {
-		return nil, "", err
+		return report.LynisAudit{}, err
 	}
-	if _, err := r.fs.Stat(LynisPath); err != nil {
-		return nil, "Lynis is not installed", nil
+	skip := ""
+	_, statErr := r.fs.Stat(LynisPath)
+	switch {
+	case statErr != nil:
+		skip = "Lynis is not installed"
+	case !sd.Config.Firstboot.LynisEnabled():
+		skip = "firstboot.lynis is false in the site configuration"
+	case r.opts.Lynis == nil:
+		skip = "Lynis audits the running system; only --live runs it"
 	}
-	if !sd.Config.Firstboot.LynisEnabled() {
-		return nil, "firstboot.lynis is false in the site configuration", nil
+	if skip != "" {
+		return report.LynisAudit{Status: report.AuditSkipped, Reason: skip}, nil
 	}
-	if r.opts.Lynis == nil {
-		return nil, "Lynis audits the running system; only --live runs it", nil
-	}
+	return report.LynisAudit{Status: report.AuditDeferred}, nil
+}
+
+// runLynis runs one audit and parses its report file.
+func runLynis(ctx context.Context, lynis func(ctx context.Context, reportFile string) error) (*report.Lynis, error) {
 	f, err := os.CreateTemp("", "omerta-lynis-report-*.dat")
 	if err != nil {
-		return nil, "", fmt.Errorf("lynis: %w", err)
+		return nil, fmt.Errorf("lynis: %w", err)
 	}
 	tmp := f.Name()
 	f.Close()
 	defer os.Remove(tmp)
-	r.mid()
-	if err := r.opts.Lynis(ctx, tmp); err != nil {
-		return nil, "", fmt.Errorf("lynis: %w", err)
+	if err := lynis(ctx, tmp); err != nil {
+		return nil, fmt.Errorf("lynis: %w", err)
 	}
 	data, err := safeio.ReadFile(tmp, lynisReportLimit)
 	if err != nil {
-		return nil, "", fmt.Errorf("lynis: reading its report: %w", err)
+		return nil, fmt.Errorf("lynis: reading its report: %w", err)
 	}
 	res, err := ParseLynisReport(bytes.NewReader(data))
 	if err != nil {
-		return nil, "", fmt.Errorf("lynis: %w", err)
+		return nil, fmt.Errorf("lynis: %w", err)
 	}
-	return res, "", nil
+	return res, nil
 }
 
-func (r *runner) runLynis(ctx context.Context, reportFile string) error {
-	return r.opts.Exec(ctx, LynisPath, "audit", "system", "--quick", "--no-colors", "--report-file", reportFile)
+// lynisCommand is the installed Lynis, started through run (Options.Exec).
+func lynisCommand(run func(ctx context.Context, name string, args ...string) error) func(ctx context.Context, reportFile string) error {
+	return func(ctx context.Context, reportFile string) error {
+		return run(ctx, LynisPath, "audit", "system", "--quick", "--no-colors", "--report-file", reportFile)
+	}
 }
 
 // lynisReportLimit is ten times the report of a full audit (about 300 KiB);

@@ -47,9 +47,9 @@ func TestSdNotifyStatus(t *testing.T) {
 
 	want := []string{"STATUS=First boot: attempt 1"}
 	for i, n := range StepNames() {
-		want = append(want, "STATUS=First boot: step "+string(rune('0'+i+1))+"/10 "+n)
+		want = append(want, "STATUS=First boot: step "+string(rune('0'+i+1))+"/9 "+n)
 	}
-	want[len(want)-1] = "STATUS=First boot: step 10/10 done"
+	want[len(want)-1] = "STATUS=First boot: step 9/9 done"
 	want = append(want, "STATUS=First boot complete")
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("notifications:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

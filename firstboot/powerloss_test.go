@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/omertaos/omertaos/appliance/probe"
+	"github.com/omertaos/omertaos/firstboot/report"
 )
 
 // The power-loss tests run first boot in a child process (this test binary
@@ -29,6 +30,8 @@ const (
 	// envReal selects the real probe (on a captured /proc and /sys) and
 	// the real hardening package instead of the engine-test doubles.
 	envReal = "OMERTA_FIRSTBOOT_TEST_REAL"
+	// envAudit makes the child run the deferred audit instead.
+	envAudit = "OMERTA_FIRSTBOOT_TEST_AUDIT"
 )
 
 // realProbeRoot is a /proc and /sys captured from a real machine, so that
@@ -68,7 +71,13 @@ func TestHelperFirstbootChild(t *testing.T) {
 			}
 		}
 	}
-	if _, err := Run(context.Background(), opts); err != nil {
+	var err error
+	if os.Getenv(envAudit) != "" {
+		_, err = RunAudit(context.Background(), AuditOptions{Options: opts})
+	} else {
+		_, err = Run(context.Background(), opts)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		os.Exit(3)
 	}
@@ -80,7 +89,7 @@ func TestHelperFirstbootChild(t *testing.T) {
 func runChild(t *testing.T, root, crashAt string) (out string, killed bool) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFirstbootChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChildRoot+"="+root, envCrashAt+"="+crashAt, envReal+"="+childReal)
+	cmd.Env = append(os.Environ(), envChildRoot+"="+root, envCrashAt+"="+crashAt, envReal+"="+childReal, envAudit+"="+childAudit)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -117,7 +126,7 @@ func checkTokenOrder(t *testing.T, out, token string) {
 	if v := strings.Index(out, "harden-verify: done"); v >= 0 && v < at {
 		return
 	}
-	for _, s := range []string{StepLynis, StepToken, StepReport, StepDone} {
+	for _, s := range []string{StepToken, StepReport, StepDone} {
 		if strings.Contains(out, "(resuming at "+s+")") {
 			return
 		}
@@ -125,8 +134,9 @@ func checkTokenOrder(t *testing.T, out, token string) {
 	t.Errorf("setup token printed before hardening was verified:\n%s", out)
 }
 
-// childReal is passed to the children as envReal.
-var childReal string
+// childReal and childAudit are passed to the children as envReal and
+// envAudit.
+var childReal, childAudit string
 
 func TestPowerLoss(t *testing.T) {
 	if testing.Short() {
@@ -263,4 +273,78 @@ func TestPowerLossLeftovers(t *testing.T) {
 			t.Errorf("leftover %s", p)
 		}
 	}
+}
+
+// TestAuditPowerLoss cuts the deferred audit off at each of its points,
+// one machine each and one machine at every point in turn: the next boot's
+// audit leaves what an uninterrupted one does, with every attempt counted.
+func TestAuditPowerLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the audit about 15 times")
+	}
+	childReal, childAudit = "", "1"
+	defer func() { childAudit = "" }()
+	site := map[string]string{"/etc/omerta/omerta.yaml": goodSite}
+	booted := func(t *testing.T) string {
+		root := newTestRoot(t, site)
+		if _, err := Run(context.Background(), testOptions(root, nil)); err != nil {
+			t.Fatal(err)
+		}
+		return root
+	}
+	ref := booted(t)
+	if out, killed := runChild(t, ref, ""); killed || !strings.Contains(out, "omerta-lynis: audit sealed: hardening index 56") {
+		t.Fatalf("reference audit (killed %v):\n%s", killed, out)
+	}
+	want, wantSteps, wantLog := snapshot(t, ref), stepStatuses(stepTable(t, ref)), auditActions(t, ref)
+	check := func(t *testing.T, root string, attempts int) {
+		t.Helper()
+		if d := cmp.Diff(want, snapshot(t, root)); d != "" {
+			t.Errorf("state differs from an uninterrupted audit (-want +got):\n%s", d)
+		}
+		if got := stepStatuses(stepTable(t, root)); got != wantSteps {
+			t.Errorf("step table = %s, want %s", got, wantSteps)
+		}
+		if got := auditActions(t, root); !slices.Equal(got, wantLog) {
+			t.Errorf("audit log = %q, want %q", got, wantLog)
+		}
+		checkHTML(t, root)
+		v := verifyReport(t, root)
+		if v.Audit.Status != report.AuditDone || v.Audit.Attempts != attempts {
+			t.Errorf("audit = %+v, want done in %d attempts", v.Audit, attempts)
+		}
+	}
+	for _, point := range []string{"before", "mid", "sealed", "after"} {
+		t.Run(point, func(t *testing.T) {
+			root := booted(t)
+			if out, killed := runChild(t, root, AuditStep+":"+point); !killed {
+				t.Fatalf("child was not killed at %s:\n%s", point, out)
+			}
+			out, killed := runChild(t, root, "")
+			if killed || !strings.Contains(out, "omerta-lynis: audit sealed: ") {
+				t.Fatalf("rerun (killed %v):\n%s", killed, out)
+			}
+			// Cut off before sealing, the attempt counts and another runs.
+			attempts := 1
+			if point == "before" || point == "mid" {
+				attempts = 2
+				if !strings.HasPrefix(out, "omerta-lynis: attempt 1 did not finish") {
+					t.Errorf("rerun did not say the attempt was cut off:\n%s", out)
+				}
+			}
+			check(t, root, attempts)
+		})
+	}
+	t.Run("every point in turn", func(t *testing.T) {
+		root := booted(t)
+		for _, point := range []string{"before", "mid", "sealed", "after"} {
+			if _, killed := runChild(t, root, AuditStep+":"+point); !killed {
+				t.Fatalf("child was not killed at %s", point)
+			}
+		}
+		if _, killed := runChild(t, root, ""); killed {
+			t.Fatal("final run was killed")
+		}
+		check(t, root, 3)
+	})
 }

@@ -3,6 +3,7 @@ package firstboot
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -96,11 +97,20 @@ type reportData struct {
 }
 
 // stepReport builds the report from the journal, seals it with the device
-// key, and writes report.json and report.html.
+// key, and writes report.json and report.html. The Lynis audit is not in
+// it: the report says it is deferred (RunAudit seals it in later) or
+// skipped, and a skipped audit's row in the step table says so too.
 func (r *runner) stepReport(ctx context.Context) (any, string, error) {
 	rep, err := r.buildReport()
 	if err != nil {
 		return nil, "", err
+	}
+	if la := rep.Header.LynisAudit; la.Status == report.AuditSkipped {
+		now := r.opts.Now().UTC()
+		row := StepState{Name: AuditStep, Status: StatusSkipped, StartedAt: now, FinishedAt: now, Reason: la.Reason}
+		if err := r.st.Write(ctx, func(tx *sql.Tx) error { return upsertStep(ctx, tx, auditPosition(), &row, now) }); err != nil {
+			return nil, "", err
+		}
 	}
 	key, err := LoadSigningKey(r.root)
 	if err != nil {
@@ -147,16 +157,13 @@ func (r *runner) buildReport() (*report.Report, error) {
 	if ok, err := r.j.decode(StepHardenVerify, &vd); err != nil || !ok {
 		return nil, fmt.Errorf("report: the harden-verify step has not run (%v)", err)
 	}
-	var lynis *report.Lynis
-	if _, err := r.j.decode(StepLynis, &lynis); err != nil {
+	lynis, err := r.lynisDecision()
+	if err != nil {
 		return nil, err
 	}
 
 	info := version.Get()
 	tools := map[string]string{"omerta": info.Version, "go": runtime.Version()}
-	if lynis != nil && lynis.Version != "" {
-		tools["lynis"] = lynis.Version
-	}
 	if k := kernelRelease(); k != "" {
 		tools["kernel"] = k
 	}
@@ -172,7 +179,7 @@ func (r *runner) buildReport() (*report.Report, error) {
 		Tools:        tools,
 		Attempts:     r.j.Attempts,
 		Probe:        probe,
-		Lynis:        lynis,
+		LynisAudit:   lynis,
 		Site:         report.Site{Sources: sd.Sources, Problems: sd.Problems},
 	}
 	for _, s := range r.j.Steps {

@@ -21,7 +21,9 @@ var migrations embed.FS
 var Schema = store.Schema{Domain: "firstboot", Migrations: migrations}
 
 // syncTable writes every step's row, so that the console sees the whole
-// list (pending ones included) from the first moment.
+// list (pending ones included) from the first moment, and the Lynis
+// audit's row after them, pending until the report says it is skipped or
+// RunAudit runs it.
 func (r *runner) syncTable(ctx context.Context) error {
 	return r.st.Write(ctx, func(tx *sql.Tx) error {
 		for i := range r.j.Steps {
@@ -29,9 +31,19 @@ func (r *runner) syncTable(ctx context.Context) error {
 				return err
 			}
 		}
+		_, err := tx.ExecContext(ctx, `
+INSERT INTO firstboot_steps(name, position, status, attempts, error, updated_at)
+VALUES (?, ?, ?, 0, '', ?) ON CONFLICT(name) DO NOTHING`, AuditStep, auditPosition(), StatusPending, store.FormatTime(r.opts.Now()))
+		if err != nil {
+			return fmt.Errorf("recording step %s in firstboot_steps: %w", AuditStep, err)
+		}
 		return nil
 	})
 }
+
+// auditPosition is the Lynis audit's place in the step table: after the
+// steps, since it runs after first boot.
+func auditPosition() int { return len(StepNames()) + 1 }
 
 // record mirrors one step's state into firstboot_steps and, at the end of a
 // step, appends an audit entry in the same transaction.

@@ -15,7 +15,7 @@ import (
 	"unicode/utf8"
 )
 
-// MaxDepth is how deeply arrays and objects may nest in a report. A v1
+// MaxDepth is how deeply arrays and objects may nest in a report. A v2
 // report nests five levels deep; the bound keeps a hostile file from
 // driving the recursive parser and canonicaliser through millions of levels.
 const MaxDepth = 64

@@ -117,10 +117,19 @@ func TestHashesReproducibleWithJQ(t *testing.T) {
 			t.Errorf("jq hash of records[%d] %s, report says %s", i, got, rec.Hash)
 		}
 	}
+	for i, a := range r.Addenda {
+		if got := sha(".addenda[" + strconv.Itoa(i) + "] | del(.hash)"); got != a.Hash {
+			t.Errorf("jq hash of addenda[%d] %s, report says %s", i, got, a.Hash)
+		}
+	}
+	if len(r.Addenda) == 0 || r.Addenda[0].PrevHash != r.Signature.ChainHead || r.Signature.AddendaHead != r.Addenda[len(r.Addenda)-1].Hash {
+		t.Errorf("addenda do not chain from the chain head to the addenda head: %+v", r.Signature)
+	}
 	// And the signature with nothing but the standard library's Ed25519 over
 	// the documented message.
-	msg := "omertaos.dev/firstboot-report/v1\nheader_sha256=" + r.Signature.HeaderSHA256 + "\nchain_head=" + r.Signature.ChainHead + "\n"
-	if !bytes.Equal([]byte(msg), SignedMessage(r.Signature.HeaderSHA256, r.Signature.ChainHead)) {
+	msg := "omertaos.dev/firstboot-report/v2\nheader_sha256=" + r.Signature.HeaderSHA256 + "\nchain_head=" + r.Signature.ChainHead +
+		"\naddenda_head=" + r.Signature.AddendaHead + "\n"
+	if !bytes.Equal([]byte(msg), SignedMessage(r.Signature.HeaderSHA256, r.Signature.ChainHead, r.Signature.AddendaHead)) {
 		t.Error("SignedMessage differs from the documented message")
 	}
 	if !ed25519.Verify(testKey(t).Public().(ed25519.PublicKey), []byte(msg), mustB64(t, r.Signature.Value)) {

@@ -48,7 +48,6 @@ func ev(source, content, excerpt string) Evidence {
 func testReport() *Report {
 	nft := "table inet omerta {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\tct state established,related accept\n\t\tiif \"lo\" accept\n\t\ttcp dport 443 accept\n\t}\n}\n"
 	loginDefs := "MAIL_DIR\t\t/var/mail\nPASS_MAX_DAYS\t99999\nUMASK\t\t022\n"
-	lynis := 63
 	return &Report{
 		Header: Header{
 			Image:        Image{Version: "0.1.0", Digest: "sha256:" + strings.Repeat("ab", 32)},
@@ -59,13 +58,13 @@ func testReport() *Report {
 			StartedAt:    at(0),
 			FinishedAt:   at(97),
 			ClockTrusted: false,
-			Tools:        map[string]string{"omerta": "0.1.0 (commit 2546867)", "lynis": "3.1.4", "nft": "v1.1.3 (Commodore Bullmoose #4)", "kernel": "6.12.21-amd64"},
+			Tools:        map[string]string{"omerta": "0.1.0 (commit 2546867)", "nft": "v1.1.3 (Commodore Bullmoose #4)", "kernel": "6.12.21-amd64"},
 			Attempts:     2,
 			Probe: Probe{Status: "warn", Checks: []ProbeCheck{
 				{ID: "cpu.cores", Status: "pass", Reason: "enough cores", Measured: "32", Required: ">= 8"},
 				{ID: "gpu.memory", Status: "warn", Reason: "below the recommended GPU memory for pro", Measured: "24 GiB", Required: ">= 40 GiB"},
 			}},
-			Lynis: &Lynis{Version: "3.1.4", Index: lynis, Warnings: []string{"PKGS-7392|Found one or more vulnerable packages.|-|-|"}, Suggestions: 38},
+			LynisAudit: LynisAudit{Status: AuditDeferred},
 			Site: Site{
 				Sources: []config.Source{
 					{Path: "/etc/omerta/omerta.yaml", Present: true, SHA256: strings.Repeat("0f", 32)},
@@ -80,8 +79,7 @@ func testReport() *Report {
 				{Name: "probe", Status: "done", Attempts: 1, StartedAt: at(2), FinishedAt: at(5)},
 				{Name: "harden", Status: "done", Attempts: 2, StartedAt: at(20), FinishedAt: at(31), Error: ""},
 				{Name: "verify", Status: "done", Attempts: 1, StartedAt: at(31), FinishedAt: at(33)},
-				{Name: "lynis", Status: "done", Attempts: 1, StartedAt: at(33), FinishedAt: at(96)},
-				{Name: "token", Status: "done", Attempts: 1, StartedAt: at(96), FinishedAt: at(96)},
+				{Name: "token", Status: "done", Attempts: 1, StartedAt: at(33), FinishedAt: at(96)},
 				{Name: "report", Status: "running", Attempts: 1, StartedAt: at(97)},
 			},
 		},
@@ -145,12 +143,39 @@ func testReport() *Report {
 	}
 }
 
-// sealed returns the test report sealed with the test key, and its JSON.
-func sealed(t testing.TB) (*Report, []byte) {
+// testAddendum is the Lynis audit that ran after testReport's first boot:
+// Lynis 3.1.4's result on that machine, its warning as ParseLynisReport
+// words it.
+func testAddendum() Addendum {
+	return Addendum{
+		Kind: AddendumLynis, Status: AuditDone, Attempts: 1,
+		BootID: "a3b2c1d0-e9f8-4a7b-8c6d-5e4f3a2b1c0d", StartedAt: at(140), FinishedAt: at(1103), ClockTrusted: true,
+		Lynis: &Lynis{Version: "3.1.4", Index: 63, Warnings: []string{"PKGS-7392: Found one or more vulnerable packages."}, Suggestions: 38},
+	}
+}
+
+// sealedPending returns the test report as first boot sealed it, the
+// Lynis audit still to come, and its JSON.
+func sealedPending(t testing.TB) (*Report, []byte) {
 	t.Helper()
 	r := testReport()
 	if err := Seal(r, testKey(t)); err != nil {
 		t.Fatalf("Seal: %v", err)
+	}
+	data, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, data
+}
+
+// sealed returns the test report with its Lynis audit sealed in, and its
+// JSON: the golden report.
+func sealed(t testing.TB) (*Report, []byte) {
+	t.Helper()
+	r, _ := sealedPending(t)
+	if err := AppendAddendum(r, testAddendum(), testKey(t)); err != nil {
+		t.Fatalf("AppendAddendum: %v", err)
 	}
 	data, err := Marshal(r)
 	if err != nil {

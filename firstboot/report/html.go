@@ -20,6 +20,7 @@ var htmlTemplate = template.Must(template.New("report.html.tmpl").Funcs(template
 		return t.UTC().Format(time.RFC3339)
 	},
 	"short":    short,
+	"audit":    func(r *Report) AuditState { return r.AuditState() },
 	"outcomes": func() []Outcome { return Outcomes },
 	"count":    func(m map[Outcome]int, o Outcome) int { return m[o] },
 	"join":     strings.Join,

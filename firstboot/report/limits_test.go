@@ -158,7 +158,9 @@ func FuzzCanonical(f *testing.F) {
 // failed verification always says which check failed.
 func FuzzVerify(f *testing.F) {
 	_, data := sealed(f)
+	_, pending := sealedPending(f)
 	f.Add(data)
+	f.Add(pending)
 	f.Add(data[:len(data)/2])
 	f.Add(bytes.Replace(data, []byte(`"attempts": 2`), []byte(`"attempts": 1`), 1))
 	f.Add(bytes.Repeat([]byte("["), 1000))
@@ -177,8 +179,8 @@ func FuzzVerify(f *testing.F) {
 		if err != nil && (v.OK() || v.Trusted || len(v.Failed()) == 0) {
 			t.Fatalf("failed (%v) yet OK=%v trusted=%v", err, v.OK(), v.Trusted)
 		}
-		if err == nil && !v.Trusted {
-			t.Fatal("verified against the supplied key yet not trusted")
+		if err == nil && (!v.Trusted || v.Audit == nil) {
+			t.Fatalf("verified against the supplied key yet trusted=%v, audit %+v", v.Trusted, v.Audit)
 		}
 		var buf bytes.Buffer
 		if err := WriteVerification(&buf, "r.json", v, true); err != nil {

@@ -10,18 +10,27 @@ import (
 // SchemaVersion names the shape of a report. It is also the $id suffix of the
 // published JSON Schema and the first line of the signed message, so a report
 // of one version can never verify as another.
-const SchemaVersion = "omertaos.dev/firstboot-report/v1"
+//
+// v2 moved the Lynis audit out of the header: first boot seals the report
+// with header.lynis_audit saying whether the audit is deferred or skipped,
+// and the audit's result arrives later as a signed addendum.
+const SchemaVersion = "omertaos.dev/firstboot-report/v2"
 
-// Algorithm is the only signature algorithm of schema v1.
+// Algorithm is the only signature algorithm of schema v2.
 const Algorithm = "ed25519"
 
 // Report is the signed first-boot report. The first-boot engine fills Header
 // and Records, then calls Seal, which computes everything that follows from
-// them (sequence numbers, summary, hash chain, signature).
+// them (sequence numbers, summary, hash chain, signature). What is learnt
+// after first boot (the Lynis audit) is added with AppendAddendum, which
+// extends the chain and signs the whole again.
 type Report struct {
-	Header    Header    `json:"header"`
-	Records   []Record  `json:"records"`
-	Signature Signature `json:"signature"`
+	Header  Header   `json:"header"`
+	Records []Record `json:"records"`
+	// Addenda continue the chain after the records, in the order they were
+	// sealed; empty until one is.
+	Addenda   []Addendum `json:"addenda"`
+	Signature Signature  `json:"signature"`
 }
 
 // Header says which machine, which image and which run the records are about.
@@ -52,10 +61,60 @@ type Header struct {
 	// checks it.
 	Summary map[Outcome]int `json:"summary"`
 	Probe   Probe           `json:"probe"`
-	// Lynis is null when Lynis was not installed or not enabled.
-	Lynis *Lynis `json:"lynis"`
-	Site  Site   `json:"site"`
-	Steps []Step `json:"steps"`
+	// LynisAudit says whether the Lynis audit runs after first boot or
+	// was skipped; its result is an addendum.
+	LynisAudit LynisAudit `json:"lynis_audit"`
+	Site       Site       `json:"site"`
+	Steps      []Step     `json:"steps"`
+}
+
+// LynisAudit is what first boot decided about the Lynis audit.
+type LynisAudit struct {
+	// Status is AuditDeferred (the audit runs once the console is up and
+	// its result is sealed into the report as an addendum) or AuditSkipped.
+	Status string `json:"status"`
+	// Reason says why the audit was skipped; empty when deferred.
+	Reason string `json:"reason"`
+}
+
+// The words of the Lynis audit's state. A header says deferred or skipped;
+// an addendum done or failed; AuditState also says pending: deferred, and
+// no addendum sealed yet.
+const (
+	AuditDeferred = "deferred"
+	AuditSkipped  = "skipped"
+	AuditPending  = "pending"
+	AuditDone     = "done"
+	AuditFailed   = "failed"
+)
+
+// AddendumLynis is the kind of an addendum that holds a Lynis audit, the
+// only kind of schema v2.
+const AddendumLynis = "lynis"
+
+// Addendum is a result sealed into the report after first boot, one link
+// of the chain that continues after the records.
+type Addendum struct {
+	// Seq numbers addenda from 1; AppendAddendum sets it.
+	Seq  int    `json:"seq"`
+	Kind string `json:"kind"`
+	// Status is AuditDone, with Lynis set, or AuditFailed, with Error saying
+	// why the last attempt failed and Lynis null.
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	// Attempts counts the runs it took, interrupted ones included.
+	Attempts int `json:"attempts"`
+	// BootID is the boot that sealed it; StartedAt and FinishedAt bound the
+	// attempt that produced it, ClockTrusted as in the header.
+	BootID       string    `json:"boot_id"`
+	StartedAt    time.Time `json:"started_at"`
+	FinishedAt   time.Time `json:"finished_at"`
+	ClockTrusted bool      `json:"clock_trusted"`
+	Lynis        *Lynis    `json:"lynis"`
+	// PrevHash is the previous addendum's Hash, the first one's the chain
+	// head of the records. Hash covers this addendum, PrevHash included.
+	PrevHash string `json:"prev_hash"`
+	Hash     string `json:"hash"`
 }
 
 // Image identifies the OS image that booted.
@@ -154,9 +213,11 @@ type Signature struct {
 	// KeyFingerprint is KeyFingerprint(PublicKey).
 	KeyFingerprint string `json:"key_fingerprint"`
 	// ChainHead is the last record's hash (the header hash when there are no
-	// records), HeaderSHA256 the hash of the canonical header.
+	// records), HeaderSHA256 the hash of the canonical header, AddendaHead
+	// the last addendum's hash (ChainHead when there are none).
 	ChainHead    string `json:"chain_head"`
 	HeaderSHA256 string `json:"header_sha256"`
+	AddendaHead  string `json:"addenda_head"`
 	// Value is the Ed25519 signature over SignedMessage, standard base64.
 	Value string `json:"value"`
 }

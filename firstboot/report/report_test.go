@@ -109,12 +109,16 @@ func TestSealFills(t *testing.T) {
 	if r.Signature.ChainHead != r.Records[len(r.Records)-1].Hash {
 		t.Error("chain head is not the last record's hash")
 	}
+	if a := r.Addenda[0]; a.Seq != 1 || a.PrevHash != r.Signature.ChainHead || r.Signature.AddendaHead != a.Hash || !hexSHA256.MatchString(a.Hash) {
+		t.Errorf("addendum %+v does not chain from the chain head to the addenda head %s", a, r.Signature.AddendaHead)
+	}
 	if r.Records[7].References == nil || r.Records[7].Evidence == nil {
 		t.Error("nil lists were not normalised to empty ones")
 	}
 	// Sealing twice gives the same report: Seal depends only on content.
 	again := *r
 	again.Records = append([]Record(nil), r.Records...)
+	again.Addenda = append([]Addendum(nil), r.Addenda...)
 	if err := Seal(&again, testKey(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +249,8 @@ func TestVerifyRejectsMalformed(t *testing.T) {
 		{"unknown member", strings.Replace(s, `"hostname":`, `"owner": "x", "hostname":`, 1), "strict decoding"},
 		{"member name in another case", strings.Replace(s, `"hostname":`, `"Hostname":`, 1), "strict decoding"},
 		{"missing member", strings.Replace(s, `"boot_id": "a3b2c1d0-e9f8-4a7b-8c6d-5e4f3a2b1c0d",`, ``, 1), "missing member header.boot_id"},
-		{"other schema version", strings.Replace(s, SchemaVersion, "omertaos.dev/firstboot-report/v2", 1), "schema version"},
+		{"other schema version", strings.Replace(s, SchemaVersion, "omertaos.dev/firstboot-report/v1", 1), "schema version"},
+		{"null addenda", strings.Replace(s, `"addenda": [`, `"addenda": null, "x": [`, 1), "json"},
 		{"time spelled differently", strings.Replace(s, `"started_at": "2025-03-14T09:26:53Z"`, `"started_at": "2025-03-14T10:26:53+01:00"`, 1), "header.started_at: 2025-03-14T10:26:53+01:00 is not in UTC"},
 		{"null list", strings.Replace(s, `"problems": [`, `"problems": null, "x": [`, 1), "json"},
 	}
@@ -278,7 +283,25 @@ func TestSealRefusesBadContent(t *testing.T) {
 		{"bad profile", func(r *Report) { r.Header.Profile = "gold" }, `header.profile: profile "gold" is not one of`},
 		{"no attempts", func(r *Report) { r.Header.Attempts = 0 }, "header.attempts: 0"},
 		{"bad probe status", func(r *Report) { r.Header.Probe.Status = "ok" }, `header.probe.status: "ok"`},
-		{"lynis index", func(r *Report) { r.Header.Lynis.Index = 101 }, "header.lynis.index: 101"},
+		{"lynis_audit status", func(r *Report) { r.Header.LynisAudit.Status = "later" }, `header.lynis_audit.status: "later" is not one of deferred, skipped`},
+		{"skipped without reason", func(r *Report) { r.Header.LynisAudit.Status = AuditSkipped }, "header.lynis_audit.reason: empty"},
+		{"deferred with reason", func(r *Report) { r.Header.LynisAudit.Reason = "because" }, `header.lynis_audit.reason: "because", but a deferred audit`},
+		{"lynis index", withAddenda(func(a []Addendum) { a[0].Lynis.Index = 101 }), "addenda[0].lynis.index: 101"},
+		{"lynis suggestions", withAddenda(func(a []Addendum) { a[0].Lynis.Suggestions = -1 }), "addenda[0].lynis.suggestions: -1"},
+		{"addendum kind", withAddenda(func(a []Addendum) { a[0].Kind = "nmap" }), `addenda[0].kind: "nmap" is not "lynis"`},
+		{"addendum status", withAddenda(func(a []Addendum) { a[0].Status = "pending" }), `addenda[0].status: "pending" is not one of done, failed`},
+		{"done without result", withAddenda(func(a []Addendum) { a[0].Lynis = nil }), "addenda[0].lynis: null, but the audit is done"},
+		{"done with error", withAddenda(func(a []Addendum) { a[0].Error = "x" }), `addenda[0].error: "x", but the audit is done`},
+		{"failed with result", withAddenda(func(a []Addendum) { a[0].Status, a[0].Error = AuditFailed, "x" }), "addenda[0].lynis: set, but the audit failed"},
+		{"failed without error", withAddenda(func(a []Addendum) { a[0].Status, a[0].Lynis = AuditFailed, nil }), "addenda[0].error: empty"},
+		{"no attempts", withAddenda(func(a []Addendum) { a[0].Attempts = 0 }), "addenda[0].attempts: 0"},
+		{"ends before it starts", withAddenda(func(a []Addendum) { a[0].FinishedAt = at(1) }), "addenda[0].finished_at: 2025-03-14T09:26:54Z is before started_at"},
+		{"addendum boot id", withAddenda(func(a []Addendum) { a[0].BootID = "b\x1b" }), "addenda[0].boot_id"},
+		{"result after a result", func(r *Report) { r.Addenda = []Addendum{testAddendum(), testAddendum()} }, "addenda[1]: addenda[0] already sealed the audit's result"},
+		{"result of a skipped audit", func(r *Report) {
+			r.Header.LynisAudit = LynisAudit{Status: AuditSkipped, Reason: "firstboot.lynis is false"}
+			r.Addenda = []Addendum{testAddendum()}
+		}, "addenda[0]: header.lynis_audit says the audit was skipped"},
 		{"evidence hash", func(r *Report) { r.Records[0].Evidence[0].SHA256 = "ABC" }, `records[0].evidence[0].sha256: "ABC"`},
 		{"evidence source", func(r *Report) { r.Records[0].Evidence[0].Source = "" }, "records[0].evidence[0].source: empty"},
 		{"reference", func(r *Report) { r.Records[0].References[0].ID = "" }, "records[0].references[0]"},
@@ -300,26 +323,33 @@ func TestSealRefusesBadContent(t *testing.T) {
 	}
 }
 
-func TestNoRecordsNoLynis(t *testing.T) {
+// withAddenda is an edit of the test report with its audit sealed in.
+func withAddenda(f func(a []Addendum)) func(r *Report) {
+	return func(r *Report) {
+		r.Addenda = []Addendum{testAddendum()}
+		f(r.Addenda)
+	}
+}
+
+func TestNoRecordsNoAddenda(t *testing.T) {
 	r := testReport()
-	r.Records, r.Header.Lynis = nil, nil
+	r.Records = nil
 	if err := Seal(r, testKey(t)); err != nil {
 		t.Fatal(err)
 	}
-	if r.Signature.ChainHead != r.Signature.HeaderSHA256 {
-		t.Error("with no records the chain head must be the header hash")
+	if r.Signature.ChainHead != r.Signature.HeaderSHA256 || r.Signature.AddendaHead != r.Signature.ChainHead {
+		t.Error("with no records and no addenda the chain and addenda heads must be the header hash")
 	}
 	data, _ := Marshal(r)
-	if !bytes.Contains(data, []byte(`"lynis": null`)) || !bytes.Contains(data, []byte(`"records": []`)) {
-		t.Errorf("want lynis null and records []:\n%s", data)
+	if !bytes.Contains(data, []byte(`"addenda": []`)) || !bytes.Contains(data, []byte(`"records": []`)) {
+		t.Errorf("want addenda [] and records []:\n%s", data)
 	}
 	if _, err := Verify(data, testKey(t).Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
-	// A null Lynis turned into an object, or records appended to an empty
-	// chain, must fail.
+	// An addendum or a record appended to an empty chain must fail.
 	for _, bad := range []string{
-		strings.Replace(string(data), `"lynis": null`, `"lynis": {"version": "3.1.4", "index": 90, "warnings": [], "suggestions": 0}`, 1),
+		strings.Replace(string(data), `"addenda": []`, `"addenda": [{}]`, 1),
 		strings.Replace(string(data), `"records": []`, `"records": [{}]`, 1),
 	} {
 		if _, err := Verify([]byte(bad), nil); err == nil {
@@ -331,7 +361,7 @@ func TestNoRecordsNoLynis(t *testing.T) {
 func TestParse(t *testing.T) {
 	_, data := sealed(t)
 	r, err := Parse(data)
-	if err != nil || r.Header.Hostname != "omerta-7f3a2c" || len(r.Records) != 8 {
+	if err != nil || r.Header.Hostname != "omerta-7f3a2c" || len(r.Records) != 8 || len(r.Addenda) != 1 {
 		t.Fatalf("Parse: %v", err)
 	}
 	if _, err := Parse([]byte(`{"header":{"nope":1}}`)); err == nil || !strings.Contains(err.Error(), "nope") {

@@ -17,7 +17,7 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	c.AssertContent()
-	const url = "https://omertaos.dev/firstboot-report/v1"
+	const url = "https://omertaos.dev/firstboot-report/v2"
 	if err := c.AddResource(url, doc); err != nil {
 		t.Fatal(err)
 	}
@@ -28,18 +28,28 @@ func compileSchema(t *testing.T) *jsonschema.Schema {
 	return s
 }
 
-// The published schema must describe what Seal writes, including the
-// variants the fixture does not hold (no Lynis, no records).
+// The published schema must describe what Seal and AppendAddendum write,
+// including the variants the fixture does not hold (audit pending,
+// skipped or failed, no records).
 func TestSchemaAcceptsSealedReports(t *testing.T) {
 	s := compileSchema(t)
 	_, full := sealed(t)
+	_, pending := sealedPending(t)
 	bare := testReport()
-	bare.Records, bare.Header.Lynis, bare.Header.Site.Sources, bare.Header.Steps = nil, nil, nil, nil
+	bare.Records, bare.Header.Site.Sources, bare.Header.Steps = nil, nil, nil
+	bare.Header.LynisAudit = LynisAudit{Status: AuditSkipped, Reason: "Lynis is not installed"}
 	if err := Seal(bare, testKey(t)); err != nil {
 		t.Fatal(err)
 	}
 	bareData, _ := Marshal(bare)
-	for name, data := range map[string][]byte{"full": full, "bare": bareData} {
+	failed, _ := sealedPending(t)
+	a := testAddendum()
+	a.Status, a.Error, a.Lynis = AuditFailed, "lynis: exit status 1", nil
+	if err := AppendAddendum(failed, a, testKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	failedData, _ := Marshal(failed)
+	for name, data := range map[string][]byte{"full": full, "pending": pending, "bare": bareData, "failed": failedData} {
 		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 		if err != nil {
 			t.Fatal(err)
@@ -56,7 +66,11 @@ func TestSchemaRefusesWhatVerifyRefuses(t *testing.T) {
 	for name, edit := range map[string][2]string{
 		"result outside XCCDF": {`"result": "fail"`, `"result": "failed"`},
 		"unknown member":       {`"hostname":`, `"owner": "x", "hostname":`},
-		"other version":        {`"schema_version": "omertaos.dev/firstboot-report/v1"`, `"schema_version": "v2"`},
+		"other version":        {`"schema_version": "omertaos.dev/firstboot-report/v2"`, `"schema_version": "omertaos.dev/firstboot-report/v1"`},
+		"addendum kind":        {`"kind": "lynis"`, `"kind": "nmap"`},
+		"done with an error":   {"\"error\": \"\",\n      \"attempts\"", "\"error\": \"x\",\n      \"attempts\""},
+		"deferred with reason": {"\"status\": \"deferred\",\n      \"reason\": \"\"", "\"status\": \"deferred\",\n      \"reason\": \"x\""},
+		"no addenda head":      {`"addenda_head":`, `"addenda_tail":`},
 		"null list":            {`"steps": [`, `"steps": null, "x": [`},
 		"bad profile":          {`"profile": "pro"`, `"profile": "gold"`},
 		"bad time":             {`"started_at": "2025-03-14T09:26:53Z"`, `"started_at": "yesterday"`},

@@ -22,18 +22,20 @@ func KeyFingerprint(pub ed25519.PublicKey) string {
 
 // SignedMessage returns the exact bytes that Signature.Value signs:
 //
-//	omertaos.dev/firstboot-report/v1\n
+//	omertaos.dev/firstboot-report/v2\n
 //	header_sha256=<64 lowercase hex>\n
 //	chain_head=<64 lowercase hex>\n
-func SignedMessage(headerSHA256, chainHead string) []byte {
-	return fmt.Appendf(nil, "%s\nheader_sha256=%s\nchain_head=%s\n", SchemaVersion, headerSHA256, chainHead)
+//	addenda_head=<64 lowercase hex>\n
+func SignedMessage(headerSHA256, chainHead, addendaHead string) []byte {
+	return fmt.Appendf(nil, "%s\nheader_sha256=%s\nchain_head=%s\naddenda_head=%s\n", SchemaVersion, headerSHA256, chainHead, addendaHead)
 }
 
 // Seal completes r and signs it with priv: it sets the schema version, puts
 // every time in UTC, replaces nil lists and maps by empty ones (the schema has
-// no nulls except lynis), numbers the records from 1, computes the summary,
-// chains the records and fills the signature. It refuses a report whose
-// content Verify would refuse, naming the field.
+// no nulls except an addendum's lynis), numbers the records and the addenda
+// from 1, computes the summary, chains the records from the header and the
+// addenda from the records, and fills the signature. It refuses a report
+// whose content Verify would refuse, naming the field.
 func Seal(r *Report, priv ed25519.PrivateKey) error {
 	if len(priv) != ed25519.PrivateKeySize {
 		return fmt.Errorf("sealing report: signing key is %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
@@ -46,27 +48,55 @@ func Seal(r *Report, priv ed25519.PrivateKey) error {
 	if err != nil {
 		return fmt.Errorf("sealing report: hashing header: %w", err)
 	}
-	prev := hh
-	for i := range r.Records {
-		rec := &r.Records[i]
-		rec.PrevHash, rec.Hash = prev, ""
-		h, err := hashJSON(rec, "hash")
-		if err != nil {
-			return fmt.Errorf("sealing report: hashing records[%d]: %w", i, err)
-		}
-		rec.Hash = h
-		prev = h
+	chainHead, err := chainRecords(r.Records, hh)
+	if err != nil {
+		return err
+	}
+	addendaHead, err := chainAddenda(r.Addenda, chainHead)
+	if err != nil {
+		return err
 	}
 	pub := priv.Public().(ed25519.PublicKey)
 	r.Signature = Signature{
 		Algorithm:      Algorithm,
 		PublicKey:      base64.StdEncoding.EncodeToString(pub),
 		KeyFingerprint: KeyFingerprint(pub),
-		ChainHead:      prev,
+		ChainHead:      chainHead,
 		HeaderSHA256:   hh,
-		Value:          base64.StdEncoding.EncodeToString(ed25519.Sign(priv, SignedMessage(hh, prev))),
+		AddendaHead:    addendaHead,
+		Value:          base64.StdEncoding.EncodeToString(ed25519.Sign(priv, SignedMessage(hh, chainHead, addendaHead))),
 	}
 	return nil
+}
+
+// chainRecords links the records from prev and returns the last hash.
+func chainRecords(recs []Record, prev string) (string, error) {
+	for i := range recs {
+		rec := &recs[i]
+		rec.PrevHash, rec.Hash = prev, ""
+		h, err := hashJSON(rec, "hash")
+		if err != nil {
+			return "", fmt.Errorf("sealing report: hashing records[%d]: %w", i, err)
+		}
+		rec.Hash = h
+		prev = h
+	}
+	return prev, nil
+}
+
+// chainAddenda links the addenda from prev and returns the last hash.
+func chainAddenda(ads []Addendum, prev string) (string, error) {
+	for i := range ads {
+		a := &ads[i]
+		a.PrevHash, a.Hash = prev, ""
+		h, err := hashJSON(a, "hash")
+		if err != nil {
+			return "", fmt.Errorf("sealing report: hashing addenda[%d]: %w", i, err)
+		}
+		a.Hash = h
+		prev = h
+	}
+	return prev, nil
 }
 
 // Marshal returns the report as indented JSON with a final newline, the form
@@ -144,9 +174,6 @@ func normalise(r *Report) {
 	if h.Probe.Checks == nil {
 		h.Probe.Checks = []ProbeCheck{}
 	}
-	if h.Lynis != nil && h.Lynis.Warnings == nil {
-		h.Lynis.Warnings = []string{}
-	}
 	if h.Site.Sources == nil {
 		h.Site.Sources = []config.Source{}
 	}
@@ -175,6 +202,17 @@ func normalise(r *Report) {
 		}
 	}
 	h.Summary = summarise(r.Records)
+	if r.Addenda == nil {
+		r.Addenda = []Addendum{}
+	}
+	for i := range r.Addenda {
+		a := &r.Addenda[i]
+		a.Seq = i + 1
+		a.StartedAt, a.FinishedAt = a.StartedAt.UTC(), a.FinishedAt.UTC()
+		if a.Lynis != nil && a.Lynis.Warnings == nil {
+			a.Lynis.Warnings = []string{}
+		}
+	}
 }
 
 // summarise counts records per result; every outcome appears, zeros included,

@@ -50,6 +50,7 @@ func TestTerminalOutputCannotBeForged(t *testing.T) {
 	recs := top["records"].([]any)
 	recs[0].(map[string]any)["id"] = forgery
 	recs[1].(map[string]any)["waiver"] = forgery
+	top["addenda"].([]any)[0].(map[string]any)["lynis"].(map[string]any)["warnings"] = []any{forgery}
 	evil, err := json.Marshal(top)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestTerminalOutputCannotBeForged(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNoForgedVerdict(t, out.String())
-	for _, want := range []string{`x\r\x1b[2K\x1b[1Ar.json: VERIFIED`, `\n\u202er.json`, "DOES NOT VERIFY"} {
+	for _, want := range []string{`x\r\x1b[2K\x1b[1Ar.json: VERIFIED`, `\n\u202er.json`, "DOES NOT VERIFY", `    warning       x\r\x1b[2K`} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

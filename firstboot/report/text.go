@@ -59,6 +59,7 @@ func WriteVerification(w io.Writer, name string, v *Verification, verbose bool) 
 func WriteSummary(w io.Writer, r *Report, v *Verification) error {
 	ew := &errWriter{w: w}
 	writeHeader(ew, &r.Header)
+	writeAudit(ew, r)
 	var counts []string
 	for _, o := range Outcomes {
 		if n := r.Header.Summary[o]; n > 0 {
@@ -98,13 +99,20 @@ func writeHeader(ew *errWriter, h *Header) {
 	}
 	ew.printf("  ran        %s .. %s (%s), %d attempt(s)\n", h.StartedAt.Format("2006-01-02 15:04:05Z07:00"), h.FinishedAt.Format("15:04:05Z07:00"), clock, h.Attempts)
 	ew.printf("  probe      %s (%d checks)\n", esc(h.Probe.Status), len(h.Probe.Checks))
-	if h.Lynis != nil {
-		ew.printf("  lynis      index %d, %d warning(s), %d suggestion(s) (Lynis %s)\n", h.Lynis.Index, len(h.Lynis.Warnings), h.Lynis.Suggestions, esc(h.Lynis.Version))
-	} else {
-		ew.printf("  lynis      not run\n")
-	}
 	for _, p := range h.Site.Problems {
 		ew.printf("  site       %s\n", esc(p))
+	}
+}
+
+// writeAudit prints the Lynis audit's state and, when it is done, its
+// warnings.
+func writeAudit(ew *errWriter, r *Report) {
+	st := r.AuditState()
+	ew.printf("  lynis      %s\n", esc(st.Describe()))
+	if st.Lynis != nil {
+		for _, w := range st.Lynis.Warnings {
+			ew.printf("    warning       %s\n", esc(w))
+		}
 	}
 }
 

@@ -49,11 +49,8 @@ func validate(r *Report) error {
 	if !slices.Contains(probeStatuses, h.Probe.Status) {
 		return fmt.Errorf("header.probe.status: %q is not one of pass, warn, fail, error", h.Probe.Status)
 	}
-	if l := h.Lynis; l != nil && (l.Index < 0 || l.Index > 100) {
-		return fmt.Errorf("header.lynis.index: %d is outside 0..100", l.Index)
-	}
-	if l := h.Lynis; l != nil && l.Suggestions < 0 {
-		return fmt.Errorf("header.lynis.suggestions: %d is negative", l.Suggestions)
+	if err := validateLynisAudit(h.LynisAudit); err != nil {
+		return err
 	}
 	for i, s := range h.Steps {
 		if s.Name == "" {
@@ -69,7 +66,93 @@ func validate(r *Report) error {
 			return fmt.Errorf("header.steps[%d].attempts: %d is negative", i, s.Attempts)
 		}
 	}
-	return validateRecords(r.Records)
+	if r.Records == nil || r.Addenda == nil {
+		return errors.New("records and addenda: null, want a list (empty when there are none)")
+	}
+	if err := validateRecords(r.Records); err != nil {
+		return err
+	}
+	return validateAddenda(r.Addenda, h.LynisAudit)
+}
+
+func validateLynisAudit(la LynisAudit) error {
+	switch la.Status {
+	case AuditDeferred:
+		if la.Reason != "" {
+			return fmt.Errorf("header.lynis_audit.reason: %q, but a deferred audit has no reason", la.Reason)
+		}
+	case AuditSkipped:
+		if la.Reason == "" {
+			return errors.New("header.lynis_audit.reason: empty; a skipped audit says why")
+		}
+	default:
+		return fmt.Errorf("header.lynis_audit.status: %q is not one of deferred, skipped", la.Status)
+	}
+	return nil
+}
+
+// validateAddenda checks each addendum and their order: only a deferred
+// audit takes one, and nothing follows the one that sealed a result.
+func validateAddenda(ads []Addendum, la LynisAudit) error {
+	sealed := -1
+	for i, a := range ads {
+		at := fmt.Sprintf("addenda[%d]", i)
+		switch {
+		case a.Kind != AddendumLynis:
+			return fmt.Errorf("%s.kind: %q is not %q", at, a.Kind, AddendumLynis)
+		case la.Status != AuditDeferred:
+			return fmt.Errorf("%s: header.lynis_audit says the audit was %s, so it has no result to seal", at, la.Status)
+		case sealed >= 0:
+			return fmt.Errorf("%s: addenda[%d] already sealed the audit's result", at, sealed)
+		case a.Attempts < 1:
+			return fmt.Errorf("%s.attempts: %d is not a positive count", at, a.Attempts)
+		}
+		if err := validateAddendumResult(at, a); err != nil {
+			return err
+		}
+		if a.Status == AuditDone {
+			sealed = i
+		}
+		if err := utc(at+".started_at", a.StartedAt); err != nil {
+			return err
+		}
+		if err := utc(at+".finished_at", a.FinishedAt); err != nil {
+			return err
+		}
+		if a.FinishedAt.Before(a.StartedAt) {
+			return fmt.Errorf("%s.finished_at: %s is before started_at %s", at, a.FinishedAt.Format(time.RFC3339), a.StartedAt.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+// validateAddendumResult checks that a done audit has a result and no
+// error, and a failed one the reverse.
+func validateAddendumResult(at string, a Addendum) error {
+	switch a.Status {
+	case AuditDone:
+		l := a.Lynis
+		switch {
+		case l == nil:
+			return fmt.Errorf("%s.lynis: null, but the audit is done", at)
+		case a.Error != "":
+			return fmt.Errorf("%s.error: %q, but the audit is done", at, a.Error)
+		case l.Index < 0 || l.Index > 100:
+			return fmt.Errorf("%s.lynis.index: %d is outside 0..100", at, l.Index)
+		case l.Suggestions < 0:
+			return fmt.Errorf("%s.lynis.suggestions: %d is negative", at, l.Suggestions)
+		}
+	case AuditFailed:
+		if a.Lynis != nil {
+			return fmt.Errorf("%s.lynis: set, but the audit failed", at)
+		}
+		if a.Error == "" {
+			return fmt.Errorf("%s.error: empty; a failed audit says why", at)
+		}
+	default:
+		return fmt.Errorf("%s.status: %q is not one of done, failed", at, a.Status)
+	}
+	return nil
 }
 
 // validateRecords checks each record's id, result, time, references and
@@ -122,6 +205,7 @@ func validateIdentifiers(r *Report) error {
 		{"header.machine_id", h.MachineID},
 		{"header.boot_id", h.BootID},
 		{"header.hostname", h.Hostname},
+		{"header.lynis_audit.status", h.LynisAudit.Status},
 	}
 	for _, f := range fields {
 		if err := identifier(f.name, f.value); err != nil {
@@ -140,6 +224,11 @@ func validateIdentifiers(r *Report) error {
 	}
 	for i, s := range h.Steps {
 		if err := identifiers(fmt.Sprintf("header.steps[%d]", i), "name", s.Name, "status", s.Status); err != nil {
+			return err
+		}
+	}
+	for i, a := range r.Addenda {
+		if err := identifiers(fmt.Sprintf("addenda[%d]", i), "kind", a.Kind, "status", a.Status, "boot_id", a.BootID); err != nil {
 			return err
 		}
 	}

@@ -50,6 +50,10 @@ type Verification struct {
 	Trusted bool `json:"trusted"`
 	// Warnings are said loudly but do not fail verification.
 	Warnings []string `json:"warnings"`
+	// Audit is the state of the Lynis audit, set when every check passed:
+	// pending until its addendum is sealed, which does not fail
+	// verification.
+	Audit *AuditState `json:"audit,omitempty"`
 }
 
 // OK reports whether every check passed.
@@ -167,9 +171,16 @@ func (v *Verification) verify(data []byte, opts VerifyOptions) {
 		return
 	}
 	v.checkSignature(r, opts)
+	if v.OK() {
+		// Said as a passing check, so that it is in every listing: a
+		// pending audit is a fact about this copy, not a failure.
+		st := r.AuditState()
+		v.Audit = &st
+		v.pass("lynis audit", "%s", st.Describe())
+	}
 }
 
-// checkShape parses data strictly and decodes it as a v1 report that is
+// checkShape parses data strictly and decodes it as a v2 report that is
 // exactly the encoding of what was decoded.
 func (v *Verification) checkShape(data []byte) (map[string]any, *Report, bool) {
 	doc, err := parseStrict(data)
@@ -211,10 +222,10 @@ func (v *Verification) checkShape(data []byte) (map[string]any, *Report, bool) {
 	c1, err1 := canonical(nil, doc)
 	c2, err2 := canonical(nil, ga)
 	if err1 != nil || err2 != nil || !bytes.Equal(c1, c2) {
-		v.fail("strict decoding", "document is not the canonical encoding of a v1 report (%s)", firstDifference(doc, ga))
+		v.fail("strict decoding", "document is not the canonical encoding of a v2 report (%s)", firstDifference(doc, ga))
 		return nil, nil, false
 	}
-	v.pass("strict decoding", "no unknown or missing members, every value in its v1 type and form")
+	v.pass("strict decoding", "no unknown or missing members, every value in its v2 type and form")
 	return top, &r, true
 }
 
@@ -233,7 +244,8 @@ func (v *Verification) checkContent(r *Report) {
 }
 
 // checkChain recomputes the header hash and every link of the record chain
-// from the generic document top; false means the header could not be hashed.
+// and of the addenda after it, from the generic document top; false means
+// the header could not be hashed.
 func (v *Verification) checkChain(top map[string]any, r *Report) bool {
 	hh, err := hashGeneric(top["header"], "")
 	switch {
@@ -249,33 +261,51 @@ func (v *Verification) checkChain(top map[string]any, r *Report) bool {
 	recs, _ := top["records"].([]any)
 	prev := hh
 	for i, raw := range recs {
-		v.checkRecord(i, raw, r.Records[i], prev)
-		prev = r.Records[i].Hash
+		rec := r.Records[i]
+		v.checkLink(fmt.Sprintf("record %d %s", i+1, rec.ID), i, raw, link{rec.Seq, rec.PrevHash, rec.Hash}, prev)
+		prev = rec.Hash
 	}
 	if r.Signature.ChainHead != prev {
 		v.fail("chain head", "signature.chain_head %s is not the last link %s", short(r.Signature.ChainHead), short(prev))
 	} else {
 		v.pass("chain head", "%s after %d records", prev, len(recs))
 	}
+
+	ads, _ := top["addenda"].([]any)
+	for i, raw := range ads {
+		a := r.Addenda[i]
+		v.checkLink(fmt.Sprintf("addendum %d %s", i+1, a.Kind), i, raw, link{a.Seq, a.PrevHash, a.Hash}, prev)
+		prev = a.Hash
+	}
+	if r.Signature.AddendaHead != prev {
+		v.fail("addenda head", "signature.addenda_head %s is not the last link %s (an addendum was removed, added or changed)", short(r.Signature.AddendaHead), short(prev))
+	} else {
+		v.pass("addenda head", "%s after %d addenda", prev, len(ads))
+	}
 	return true
 }
 
-// checkRecord checks records[i]: its number, its link to prev and its hash
-// over raw, the record as the document holds it.
-func (v *Verification) checkRecord(i int, raw any, rec Record, prev string) {
-	name := fmt.Sprintf("record %d %s", i+1, rec.ID)
+// link is what a record or an addendum says about its place in the chain.
+type link struct {
+	seq            int
+	prevHash, hash string
+}
+
+// checkLink checks the i-th link of a chain: its number, its link to prev
+// and its hash over raw, the element as the document holds it.
+func (v *Verification) checkLink(name string, i int, raw any, l link, prev string) {
 	var bad []string
-	if rec.Seq != i+1 {
-		bad = append(bad, fmt.Sprintf("seq is %d, want %d", rec.Seq, i+1))
+	if l.seq != i+1 {
+		bad = append(bad, fmt.Sprintf("seq is %d, want %d", l.seq, i+1))
 	}
-	if rec.PrevHash != prev {
-		bad = append(bad, fmt.Sprintf("prev_hash %s does not link to %s", short(rec.PrevHash), short(prev)))
+	if l.prevHash != prev {
+		bad = append(bad, fmt.Sprintf("prev_hash %s does not link to %s", short(l.prevHash), short(prev)))
 	}
 	h, err := hashGeneric(raw, "hash")
 	if err != nil {
 		bad = append(bad, err.Error())
-	} else if h != rec.Hash {
-		bad = append(bad, fmt.Sprintf("content hashes to %s, record says %s", short(h), short(rec.Hash)))
+	} else if h != l.hash {
+		bad = append(bad, fmt.Sprintf("content hashes to %s, it says %s", short(h), short(l.hash)))
 	}
 	if len(bad) > 0 {
 		v.fail(name, "%s", strings.Join(bad, "; "))
@@ -311,10 +341,10 @@ func (v *Verification) checkSignature(r *Report, opts VerifyOptions) {
 	switch {
 	case err != nil || len(sig) != ed25519.SignatureSize:
 		v.fail("signature", "signature.value is not a base64 Ed25519 signature")
-	case !ed25519.Verify(key, SignedMessage(r.Signature.HeaderSHA256, r.Signature.ChainHead), sig):
+	case !ed25519.Verify(key, SignedMessage(r.Signature.HeaderSHA256, r.Signature.ChainHead, r.Signature.AddendaHead), sig):
 		v.fail("signature", "does not verify against %s key %s", v.KeySource, v.Fingerprint)
 	default:
-		v.pass("signature", "valid Ed25519 signature over header hash and chain head by %s key %s", v.KeySource, v.Fingerprint)
+		v.pass("signature", "valid Ed25519 signature over header hash, chain head and addenda head by %s key %s", v.KeySource, v.Fingerprint)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,8 +25,12 @@ func newFirstbootCmd() *cobra.Command {
 the site configuration (/etc/omerta/omerta.yaml, then omerta.yaml on the
 ESP), sets the hostname, network, SSH keys and time servers, creates the
 device's signing key and TLS certificate, probes the hardware, applies and
-verifies the hardening profile, runs Lynis when installed, issues a one-time
-setup token and writes a signed report to /var/lib/omerta/firstboot.
+verifies the hardening profile, issues a one-time setup token and writes a
+signed report to /var/lib/omerta/firstboot.
+
+The Lynis audit does not hold the console up: the report says it is
+deferred (or skipped, and why), and ` + "`omerta firstboot audit`" + ` runs it
+afterwards and seals its result into the report.
 
 Every step is journalled and fsynced, so after a power cut the next run
 resumes where the last one stopped. Once first boot is complete a further
@@ -62,7 +67,48 @@ omerta-firstboot.service runs it with --live on the appliance.`,
 	f.StringVar(&profile, "profile", "", "hardening profile (user, pro, enterprise); overrides the site configuration")
 	f.StringVar(&probeRoot, "probe-root", "/", "where the probe reads /proc and /sys")
 	f.BoolVar(&live, "live", false, "also change the running kernel and services (needs --root /)")
-	cmd.AddCommand(newReissueTokenCmd())
+	cmd.AddCommand(newReissueTokenCmd(), newFirstbootAuditCmd())
+	return cmd
+}
+
+func newFirstbootAuditCmd() *cobra.Command {
+	var (
+		root        string
+		live, retry bool
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Run the Lynis audit that first boot deferred and seal its result into the signed report",
+		Long: `audit runs Lynis on the running system once first boot is complete and
+seals its result (hardening index, warnings, suggestions, Lynis' version,
+when and how long) into /var/lib/omerta/firstboot/report.json as an
+addendum signed by the device key; ` + "`omerta report verify`" + ` checks it.
+omerta-lynis.service runs it with --live after the console is up, at idle
+priority, on every boot until the audit is sealed: an attempt cut off by a
+power loss or a reboot counts, and after ` + strconv.Itoa(firstboot.MaxAuditAttempts) + ` failed attempts the report says
+the audit failed and why. It prints "omerta-lynis: audit started (attempt
+N of M)" and "omerta-lynis: audit sealed: hardening index I, ...".
+
+--retry runs again an audit sealed as failed, once what made Lynis fail is
+fixed; its outcome is sealed after the failure.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := firstboot.RunAudit(cmd.Context(), firstboot.AuditOptions{
+				Options: firstboot.Options{Root: root, Live: live, Out: cmd.OutOrStdout()},
+				Retry:   retry,
+			})
+			var se *firstboot.StepError
+			if errors.As(err, &se) {
+				// The failed attempt's line is already on the console.
+				return exitCode(1)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&root, "root", "/", "root directory of the appliance")
+	f.BoolVar(&live, "live", false, "run Lynis on the running system (needs --root /)")
+	f.BoolVar(&retry, "retry", false, "run again an audit that was sealed as failed")
 	return cmd
 }
 

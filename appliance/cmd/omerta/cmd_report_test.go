@@ -228,7 +228,7 @@ func TestReportShowAndSchemaCommands(t *testing.T) {
 	}
 	out, code = runReport(t, "report", "schema")
 	var schema map[string]any
-	if code != 0 || json.Unmarshal([]byte(out), &schema) != nil || schema["$id"] != "https://omertaos.dev/firstboot-report/v1" {
+	if code != 0 || json.Unmarshal([]byte(out), &schema) != nil || schema["$id"] != "https://omertaos.dev/firstboot-report/v2" {
 		t.Errorf("schema: exit %d", code)
 	}
 }
