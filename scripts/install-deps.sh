@@ -19,8 +19,9 @@ case "$what" in
   # runsc (gVisor): the agents' sandbox isolation; bookworm's own build is
   # from 2022, so on bookworm it comes from bookworm-backports (below).
   # docker-registry: the pull tests start one on loopback themselves (its
-  # packaged service is not used).
-  test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq docker-registry) ;;
+  # packaged service is not used). minisign: the registry signatures are
+  # checked against the real tool both ways.
+  test) pkgs+=(containerd runc runsc busybox-static iproute2 nftables sqlite3 mtools jq docker-registry minisign) ;;
   # The browser test: Debian's chromium, and node >= 20 with npm for
   # playwright-core (the machine images ship node 20; bookworm's is 18).
   browser) pkgs+=(chromium) ;;

@@ -25,6 +25,7 @@ func commands() []*cobra.Command {
 		newHardenCmd(),
 		newReportCmd(),
 		newCatalogCmd(),
+		newRegistryCmd(),
 		newImageCmd(),
 		newAgentsCmd(),
 		newConsoleCmd(),
