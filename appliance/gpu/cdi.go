@@ -271,6 +271,10 @@ type RefreshResult struct {
 	Changed bool   // the file was written or removed
 	Removed bool   // no GPU is left to describe; the old spec is gone
 	Spec    *GeneratedSpec
+	// Inventory is what NVML reported for this spec (empty when NVML
+	// could not be initialised), so that admission decides against the
+	// same GPUs the spec names.
+	Inventory Inventory
 }
 
 // RefreshCDISpec regenerates the spec and replaces root's CDISpecPath
@@ -282,6 +286,7 @@ func RefreshCDISpec(root rootfs.Root, lib nvml.Interface, flavour ModuleFlavour,
 	res := RefreshResult{Path: CDISpecPath}
 	inv, err := ReadInventory(lib)
 	if err == nil {
+		res.Inventory = inv
 		res.Spec, err = GenerateCDISpec(lib, inv, flavour, o)
 	}
 	if errors.Is(err, ErrNoDriver) || errors.Is(err, ErrUnsupported) {

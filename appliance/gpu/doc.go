@@ -82,4 +82,21 @@
 // longest match winning. NVML's PIDs are the host's, so procDir must be
 // the host's /proc, read from the host's cgroup namespace. A process in no
 // agent's cgroup is reported as unattributed, with the reason.
+//
+// # Service
+//
+// Service is what omertad runs as "gpu". A refresh (at start, on every
+// RefreshInterval, and whenever a telemetry pass finds the set of GPUs
+// changed: one lost or added, MIG reconfigured, the driver replaced)
+// reads the loaded module's flavour, rewrites the CDI spec and gives the
+// Allocator exactly the GPUs the spec defines (SupportedInventory: a GPU
+// the driver cannot drive is in neither), reporting each drifted agent to
+// OnDrift once per reason rather than on every pass until it is released.
+// A telemetry pass gives admission NVML's current free memory, attributes
+// GPU processes to agents through the cgroups the caller lists, tells the
+// Allocator what each agent uses (Observe) and hands the Usage to OnUsage
+// for the event stream; Collectors serve the last pass on /metrics and
+// never call NVML during a scrape. Without a driver the refresh records
+// why and telemetry does nothing; Ready is closed after the first refresh,
+// before which grants cannot be restored.
 package gpu

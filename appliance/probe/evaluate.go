@@ -1,12 +1,14 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/gpu"
 )
 
 // Status is a verdict, worst last.
@@ -293,6 +295,7 @@ func (e *evaluator) gpu(res *Result, u *Unsupported) {
 			e.req.GPUMemoryGiB, e.rec.GPUMemoryGiB, floatLess, showGiB)
 	}
 	e.driver(g, u)
+	e.driverSupport(g, healthy)
 	if e.req.CUDA != nil || e.rec.CUDA != nil {
 		have := g.NVML.CUDADriverVersion
 		if have == "" {
@@ -359,6 +362,63 @@ func (e *evaluator) driver(g *GPU, u *Unsupported) {
 	}
 	minimum(e, "gpu.driver", "driver branch", branch, fmt.Sprintf("%d (%s)", branch, version),
 		e.req.DriverBranch, e.rec.DriverBranch, intLess, showInt)
+}
+
+// driverSupport judges, for every profile, whether the installed driver
+// and its kernel modules drive each GPU's generation (appliance/gpu's
+// DriverSeries and OpenModulePolicy): a B200 on branch 550 fails with
+// "blackwell needs driver branch 570 or later", not a generic error.
+func (e *evaluator) driverSupport(g *GPU, healthy []GPUDevice) {
+	version := g.NVML.DriverVersion
+	if version == "" {
+		version = g.KernelDriverVersion
+	}
+	flavour := gpu.ModuleFlavour(g.KernelModuleFlavour)
+	var archs []string
+	groups := map[string][]string{} // reason → GPU indexes
+	var order []string
+	for _, d := range healthy {
+		archs = append(archs, d.Architecture)
+		err := gpu.CheckDriver(version, flavour, gpu.Generation{Index: d.Index, Name: d.Name, Architecture: gpu.Architecture(d.Architecture)})
+		if err == nil {
+			continue
+		}
+		reason := err.Error()
+		var de *gpu.DriverError
+		if errors.As(err, &de) {
+			reason = de.Reason
+			if d.Name != "" {
+				reason = d.Name + ": " + reason
+			}
+		}
+		if groups[reason] == nil {
+			order = append(order, reason)
+		}
+		groups[reason] = append(groups[reason], strconv.Itoa(d.Index))
+	}
+	slices.Sort(archs)
+	modules := "kernel modules of unknown kind"
+	if flavour != "" {
+		modules = string(flavour) + " kernel modules"
+	}
+	shown := version
+	if shown == "" {
+		shown = "unknown"
+	}
+	c := Check{ID: "gpu.driver_support", Status: StatusPass, Required: "a driver branch and kernel modules that drive every GPU",
+		Measured: fmt.Sprintf("driver %s, %s; %s", shown, modules, strings.Join(slices.Compact(archs), ", "))}
+	if len(order) == 0 {
+		c.Reason = fmt.Sprintf("driver %s with the %s drives every GPU", shown, modules)
+		e.add(c)
+		return
+	}
+	var parts []string
+	for _, r := range order {
+		parts = append(parts, fmt.Sprintf("GPU %s (%s)", strings.Join(groups[r], ", "), r))
+	}
+	c.Status = StatusFail
+	c.Reason = fmt.Sprintf("driver %s with the %s cannot drive %s", shown, modules, strings.Join(parts, "; "))
+	e.add(c)
 }
 
 // perDevice grades a per-GPU boolean; an unsupported query (nil) counts as

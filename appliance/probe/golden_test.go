@@ -207,6 +207,8 @@ func TestFixtureFacts(t *testing.T) {
 		{"dgx nvme", dgx.Host.Disks[0].Rotational, false},
 		{"dgx modules", strings.Join(dgx.GPU.KernelModules, ","), "nvidia,nvidia_drm,nvidia_modeset,nvidia_uvm"},
 		{"dgx kernel driver", dgx.GPU.KernelDriverVersion, "550.54.15"},
+		{"dgx kernel modules", dgx.GPU.KernelModuleFlavour, "proprietary"},
+		{"dgx driver support", checkStatus(Evaluate(dgx, DefaultMatrix(), config.ProfileEnterprise), "gpu.driver_support"), StatusPass},
 		{"dgx nodes", len(dgx.GPU.DeviceNodes), 12},
 		{"dgx cdi", len(dgx.GPU.CDISpecs), 2},
 		{"dgx cdi kind", dgx.GPU.CDISpecs[0].Kind, "nvidia.com/gpu"},
@@ -219,6 +221,11 @@ func TestFixtureFacts(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
 	}
+}
+
+func checkStatus(v Verdict, id string) Status {
+	c, _ := findCheck(v, id)
+	return c.Status
 }
 
 func TestRetryDumpInterrupted(t *testing.T) {

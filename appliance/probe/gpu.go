@@ -11,6 +11,7 @@ import (
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
+	"github.com/omertaos/omertaos/appliance/gpu"
 	"github.com/omertaos/omertaos/appliance/safeyaml"
 )
 
@@ -27,8 +28,20 @@ type GPU struct {
 	KernelModules []string `json:"kernel_modules"`
 	// KernelDriverVersion is from /proc/driver/nvidia/version, present when
 	// the module is loaded even if the user-space library is missing.
-	KernelDriverVersion string    `json:"kernel_driver_version,omitempty"`
+	KernelDriverVersion string `json:"kernel_driver_version,omitempty"`
+	// KernelModuleFlavour is "open" or "proprietary", from the same line:
+	// Blackwell runs only on the open modules, pre-Turing GPUs only on the
+	// proprietary ones (appliance/gpu.OpenModulePolicy).
+	KernelModuleFlavour string    `json:"kernel_module_flavour,omitempty"`
 	CDISpecs            []CDISpec `json:"cdi_specs"`
+	// PCIGPUs are the PCI addresses of NVIDIA display controllers (vendor
+	// 0x10de, class 0x03), whether or not a driver sees them.
+	PCIGPUs []string `json:"pci_gpus"`
+	// DriverFiles are what shows an NVIDIA driver installed when NVML did
+	// not load: the kernel module built for the running kernel, the
+	// management library, or a system extension not merged. Read only
+	// when NVML's Init fails.
+	DriverFiles []string `json:"driver_files,omitempty"`
 }
 
 // NVMLInfo is the state of the NVIDIA management library.
@@ -69,13 +82,8 @@ type CDISpec struct {
 	Error string `json:"error,omitempty"`
 }
 
-var archNames = map[nvml.DeviceArchitecture]string{
-	nvml.DEVICE_ARCH_KEPLER: "kepler", nvml.DEVICE_ARCH_MAXWELL: "maxwell",
-	nvml.DEVICE_ARCH_PASCAL: "pascal", nvml.DEVICE_ARCH_VOLTA: "volta",
-	nvml.DEVICE_ARCH_TURING: "turing", nvml.DEVICE_ARCH_AMPERE: "ampere",
-	nvml.DEVICE_ARCH_ADA: "ada", nvml.DEVICE_ARCH_HOPPER: "hopper",
-	nvml.DEVICE_ARCH_BLACKWELL: "blackwell", nvml.DEVICE_ARCH_RUBIN: "rubin",
-}
+// kernelVersionFile is the loaded NVIDIA module's version line.
+const kernelVersionFile = "/proc/driver/nvidia/version"
 
 func probeGPU(lib nvml.Interface, r *reader, p *problems) GPU {
 	g := GPU{
@@ -83,9 +91,14 @@ func probeGPU(lib nvml.Interface, r *reader, p *problems) GPU {
 		DeviceNodes:   deviceNodes(r),
 		KernelModules: nvidiaModules(r, p),
 		CDISpecs:      cdiSpecs(r, p),
+		PCIGPUs:       nvidiaPCIGPUs(r, p),
 	}
-	if b, ok := r.readOptional("/proc/driver/nvidia/version", p); ok {
-		g.KernelDriverVersion = parseKernelDriverVersion(b)
+	if b, ok := r.readOptional(kernelVersionFile, p); ok {
+		v, flavour, err := gpu.ParseKernelModuleVersion(b)
+		if err != nil {
+			p.addf("reading %s: %v", kernelVersionFile, err)
+		}
+		g.KernelDriverVersion, g.KernelModuleFlavour = v, string(flavour)
 	}
 
 	if lib == nil {
@@ -95,14 +108,10 @@ func probeGPU(lib nvml.Interface, r *reader, p *problems) GPU {
 	// jumps into a library that is not loaded and the process dies.
 	if ret := lib.Init(); ret != nvml.SUCCESS {
 		g.NVML.Error = ret.Error()
-		switch ret {
-		case nvml.ERROR_LIBRARY_NOT_FOUND:
-			g.Summary = "no NVIDIA driver found"
-		case nvml.ERROR_DRIVER_NOT_LOADED:
-			g.Summary = "NVIDIA library installed but the kernel driver is not loaded"
-		default:
-			g.Summary = "NVIDIA driver present but NVML failed: " + ret.Error()
+		if ret == nvml.ERROR_LIBRARY_NOT_FOUND || ret == nvml.ERROR_DRIVER_NOT_LOADED {
+			g.DriverFiles = driverFiles(r, p)
 		}
+		g.Summary = noNVMLSummary(ret, &g)
 		return g
 	}
 	defer lib.Shutdown()
@@ -201,18 +210,26 @@ func probeDevice(lib nvml.Interface, i int) GPUDevice {
 	if v, ret := dev.GetUUID(); ok("uuid", ret) {
 		d.UUID = v
 	}
-	if v, ret := dev.GetArchitecture(); ok("architecture", ret) {
-		if n, known := archNames[v]; known {
-			d.Architecture = n
-		} else {
-			d.Architecture = "unknown"
-		}
+	arch, ret := dev.GetArchitecture()
+	archKnown := ok("architecture", ret)
+	if !archKnown {
+		arch = nvml.DEVICE_ARCH_UNKNOWN
 	}
 	if v, ret := dev.GetMemoryInfo(); ok("memory", ret) {
 		d.MemoryBytes = v.Total
 	}
-	if major, minor, ret := dev.GetCudaComputeCapability(); ok("compute capability", ret) {
+	major, minor, ret := dev.GetCudaComputeCapability()
+	ccKnown := ok("compute capability", ret)
+	if ccKnown {
 		d.ComputeCapability = fmt.Sprintf("%d.%d", major, minor)
+	} else {
+		major, minor = 0, 0
+	}
+	// An NVML older than the GPU names no architecture; the compute
+	// capability, which every NVML reports, places it then.
+	if archKnown || ccKnown {
+		a, _ := gpu.ArchitectureOf(arch, major, minor)
+		d.Architecture = string(a)
 	}
 	if cur, pend, ret := dev.GetEccMode(); ok("ECC mode", ret) {
 		d.ECC = ptr(cur == nvml.FEATURE_ENABLED)
@@ -265,23 +282,6 @@ func nvidiaModules(r *reader, p *problems) []string {
 	}
 	sort.Strings(mods)
 	return mods
-}
-
-// parseKernelDriverVersion picks the version out of a line such as
-// "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 ...".
-func parseKernelDriverVersion(b []byte) string {
-	for _, line := range strings.Split(string(b), "\n") {
-		if !strings.HasPrefix(line, "NVRM version:") {
-			continue
-		}
-		f := strings.Fields(line)
-		for i, w := range f {
-			if w == "Module" && i+1 < len(f) {
-				return f[i+1]
-			}
-		}
-	}
-	return ""
 }
 
 // cdiLimits bound a CDI spec: NVIDIA's for a DGX (eight GPUs, the "all"

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/gpu"
 	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/safeyaml"
 )
@@ -169,8 +170,8 @@ func (m *Matrix) Validate() error {
 
 func knownArchitectures() []string {
 	var names []string
-	for _, n := range archNames {
-		names = append(names, n)
+	for _, a := range gpu.Architectures {
+		names = append(names, string(a))
 	}
 	slices.Sort(names)
 	return names

@@ -40,9 +40,9 @@ func TestParseMatrixErrors(t *testing.T) {
 		name, old, new, want string
 	}{
 		{"unknown field", "      cpu_threads: 8\n      memory_gib: 32", "      cpu_threads: 8\n      memroy_gib: 32",
-			`m.yaml:42:7: field "profiles.pro.required": unknown field "memroy_gib"`},
+			`m.yaml:54:7: field "profiles.pro.required": unknown field "memroy_gib"`},
 		{"wrong type", "      memory_gib: 4\n", "      memory_gib: lots\n",
-			`m.yaml:22:19: field "profiles.user.required.memory_gib": must be a decimal number, not a string`},
+			`m.yaml:34:19: field "profiles.user.required.memory_gib": must be a decimal number, not a string`},
 		{"schema", "schema_version: omertaos.dev/compat-matrix/v1", "schema_version: v0",
 			`m.yaml: schema_version: "v0": must be omertaos.dev/compat-matrix/v1`},
 		{"missing profile", "  user:\n    required:", "  usr:\n    required:",

@@ -6,6 +6,13 @@
 // handle (NVML, netlink, the containerd socket, the clock) is an option, so
 // tests run it against fixtures copied from real machines and NVIDIA's mocks.
 // An absent GPU, driver or containerd is a fact to report, never an error.
+//
+// Which driver branch and kernel modules drive which GPU generation is
+// appliance/gpu's table; every profile applies it (gpu.driver_support).
+// Without NVML the probe tells "no NVIDIA driver found" from "NVIDIA
+// driver installed, no NVIDIA GPU found" by what is on disk (the module
+// for the running kernel, libnvidia-ml, an NVIDIA system extension) and
+// what is on the PCI bus (vendor 0x10de, display class).
 package probe
 
 import (

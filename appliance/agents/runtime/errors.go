@@ -21,6 +21,9 @@ var (
 	ErrDigestMismatch = errors.New("digest mismatch")
 	ErrStartFailed    = errors.New("start failed")
 	ErrTimeout        = errors.New("timed out")
+	// ErrUnsupported: the spec is valid but this appliance cannot run it
+	// so (GPUs for a sandboxed agent).
+	ErrUnsupported = errors.New("not supported")
 )
 
 // wrap says what was being done and adds the sentinel matching containerd's

@@ -45,6 +45,10 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (err error) {
 	if err != nil {
 		return err
 	}
+	cdiDirs, err := r.cdiDirs(s)
+	if err != nil {
+		return err
+	}
 	// Under a lease, a snapshot prepared before a later step fails is
 	// collected with the lease instead of being left behind.
 	ctx, done, err := r.lease(ctx)
@@ -56,12 +60,17 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (err error) {
 	for k, v := range s.Labels {
 		labels[k] = v
 	}
+	if s.GPUs != nil {
+		if labels[labelGPUs], err = gpuLabel(s.GPUs); err != nil {
+			return fmt.Errorf("recording the GPUs of %s: %w", quote(s.ID), err)
+		}
+	}
 	_, err = r.c.NewContainer(ctx, s.ID,
 		client.WithImageName(img.Name()),
 		client.WithSnapshotter(r.snapshotter),
 		client.WithNewSnapshot(s.ID, img),
 		client.WithRuntime(plugins.RuntimeRuncV2, r.runtimeOptions(s.Isolation)),
-		client.WithNewSpec(specOpts(s, ic)...),
+		client.WithNewSpec(specOpts(s, ic, cdiDirs)...),
 		client.WithContainerLabels(labels),
 	)
 	return wrap("creating container "+quote(s.ID), err)

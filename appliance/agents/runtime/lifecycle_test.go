@@ -48,6 +48,8 @@ func TestRuntime(t *testing.T) {
 		{"import", testImport},
 		{"reconnect", testReconnect},
 		{"foreign shim", testForeignShim},
+		{"gpus", testGPUs},
+		{"cgroups", testCgroups},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s) })
 	}

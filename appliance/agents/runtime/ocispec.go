@@ -24,7 +24,8 @@ const cfsPeriod = 100_000
 // masked and read-only /proc paths and a deny-all device cgroup).
 // The default seccomp profile comes last: it is computed from the
 // capabilities set before it.
-func specOpts(s Spec, ic ocispec.ImageConfig) []oci.SpecOpts {
+// cdiDirs are where s.GPUs' devices are resolved (nil without GPUs).
+func specOpts(s Spec, ic ocispec.ImageConfig, cdiDirs []string) []oci.SpecOpts {
 	opts := []oci.SpecOpts{
 		withProcess(s, ic),
 		withUser(s.User, ic.User),
@@ -36,6 +37,7 @@ func specOpts(s Spec, ic ocispec.ImageConfig) []oci.SpecOpts {
 		withTmp(s.TmpBytes),
 		withVolumes(s),
 		withLimits(s),
+		withGPUs(s.GPUs, cdiDirs),
 		withKeptMasks,
 	}
 	if !s.WritableRoot {

@@ -4,6 +4,15 @@
 // runs commands in them, reads their cgroup metrics and finds what is left
 // in the namespace that its caller does not know.
 //
+// GPUs come only through CDI: a Spec carries the agent's admitted grant
+// (appliance/gpu), and the container gets exactly that grant's devices
+// from the spec appliance/gpu writes, recorded on the container so that
+// the grant can be restored after a restart. A sandboxed (gVisor) agent
+// gets none: the wrapper does not enable runsc's nvproxy, which supports
+// only the driver versions it was built for (Debian's runsc 0.0~20240729
+// lists 535.104.12 to 550.90.07, not Debian's 550.163.01); SandboxGPUs
+// says so for a given driver.
+//
 // It knows nothing of the database or of HTTP: callers match its sentinel
 // errors (ErrNotFound, ErrExists, ...) with errors.Is, never containerd's.
 package runtime
@@ -20,6 +29,8 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // Defaults for a Runtime; every one has an Option.
@@ -46,6 +57,7 @@ type Runtime struct {
 	runDir      string
 	runsc       string
 	runtimeRoot string
+	cdiRoot     rootfs.Root
 	snapshotter string
 	maxArchive  int64
 	logMax      int64
@@ -126,6 +138,7 @@ func New(c *client.Client, opts ...Option) (*Runtime, error) {
 		logDir:      DefaultLogDir,
 		runDir:      DefaultRunDir,
 		runsc:       DefaultRunsc,
+		cdiRoot:     rootfs.Host(),
 		snapshotter: DefaultSnapshotter,
 		maxArchive:  DefaultMaxArchive,
 		logMax:      DefaultLogMax,
@@ -177,6 +190,9 @@ func (r *Runtime) check() error {
 	}
 	if r.log == nil {
 		return fmt.Errorf("%w: no logger", ErrInvalid)
+	}
+	if r.cdiRoot.Dir() == "" {
+		return fmt.Errorf("%w: no CDI root", ErrInvalid)
 	}
 	if r.runtimeRoot != "" && !filepath.IsAbs(r.runtimeRoot) {
 		return fmt.Errorf("%w: runtime root %q is not an absolute path", ErrInvalid, r.runtimeRoot)

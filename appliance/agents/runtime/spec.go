@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	digest "github.com/opencontainers/go-digest"
+
+	"github.com/omertaos/omertaos/appliance/gpu"
 )
 
 // Isolation is how strongly an agent is kept from the host.
@@ -67,6 +69,12 @@ type Spec struct {
 	// Labels are the caller's, stored on the container; keys under
 	// omerta.dev/runtime. are the Runtime's own and refused here.
 	Labels map[string]string
+	// GPUs is the agent's admitted grant (gpu.Allocator.Admit), nil for
+	// none: the container gets exactly its CDI devices, resolved against
+	// the CDI spec appliance/gpu writes (WithCDIRoot), and nothing else.
+	// A sandboxed agent cannot have GPUs (ErrUnsupported; SandboxGPUs
+	// says why).
+	GPUs *gpu.Grant
 }
 
 // Volume is a data directory of the agent, StateDir/Name on the host,
@@ -95,6 +103,9 @@ func (s *Spec) normalize() error {
 		return err
 	}
 	if err := s.checkProcess(); err != nil {
+		return err
+	}
+	if err := s.checkGPUs(); err != nil {
 		return err
 	}
 	return s.checkVolumes()

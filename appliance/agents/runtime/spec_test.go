@@ -87,7 +87,7 @@ func generate(t *testing.T, s Spec, ic ocispec.ImageConfig) *oci.Spec {
 		t.Fatal(err)
 	}
 	ctx := namespaces.WithNamespace(context.Background(), "omerta")
-	sp, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: s.ID}, specOpts(s, ic)...)
+	sp, err := oci.GenerateSpec(ctx, nil, &containers.Container{ID: s.ID}, specOpts(s, ic, nil)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestProcessArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := oci.GenerateSpec(namespaces.WithNamespace(context.Background(), "omerta"), nil,
-		&containers.Container{ID: "a1"}, specOpts(s, ocispec.ImageConfig{})...); !errors.Is(err, ErrInvalid) {
+		&containers.Container{ID: "a1"}, specOpts(s, ocispec.ImageConfig{}, nil)...); !errors.Is(err, ErrInvalid) {
 		t.Errorf("no command at all: %v, want ErrInvalid", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	"github.com/omertaos/omertaos/appliance/gpu"
 )
 
 // State is a container's state as the runtime sees it.
@@ -42,6 +44,10 @@ type Status struct {
 	OOMKilled bool
 	// Labels are the caller's labels (the Runtime's own are left out).
 	Labels map[string]string
+	// GPUs is the grant the container was created with (agent, mode,
+	// memory and devices; no label or reservation), nil for none; its
+	// Problem is set when the record does not parse.
+	GPUs *gpu.Grant
 }
 
 // Status reports one container's state.
@@ -100,7 +106,8 @@ func (r *Runtime) List(ctx context.Context) ([]Status, error) {
 // container without a task is stopped if Stop recorded an exit on it,
 // else created.
 func statusOf(c containers.Container, p *task.Process) Status {
-	st := Status{ID: c.ID, Image: c.Image, Isolation: Isolation(c.Labels[labelIsolation]), Labels: map[string]string{}}
+	st := Status{ID: c.ID, Image: c.Image, Isolation: Isolation(c.Labels[labelIsolation]), Labels: map[string]string{},
+		GPUs: grantOf(c.Labels)}
 	for k, v := range c.Labels {
 		if !strings.HasPrefix(k, labelPrefix) {
 			st.Labels[k] = v
