@@ -31,6 +31,8 @@ type agentRow struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	St         statusRow
+	// Flag is set while the agent fails the policies in force.
+	Flag *PolicyFlag
 }
 
 // statusRow is agent_status. Zero times are NULL.
@@ -58,8 +60,9 @@ func containerID(agent string, gen int64) string {
 
 const selectAgents = `SELECT a.id, a.tenant, a.desired, a.purge, a.generation, a.last_generation, a.prev_generation,
  a.created_at, a.updated_at, s.state, s.reason, s.restarts, s.oom_kills, s.task_oom, s.last_exit_code, s.last_exit_at,
- s.failures, s.next_start_at, s.crash_loop_since, s.pending_op, s.pending_since, s.updated_at
- FROM agents a JOIN agent_status s ON s.agent_id = a.id`
+ s.failures, s.next_start_at, s.crash_loop_since, s.pending_op, s.pending_since, s.updated_at,
+ f.rule, f.reason, f.flagged_at
+ FROM agents a JOIN agent_status s ON s.agent_id = a.id LEFT JOIN agent_policy_flags f ON f.agent_id = a.id`
 
 func loadAgents(ctx context.Context, q querier, where string, args ...any) ([]agentRow, error) {
 	rows, err := q.QueryContext(ctx, selectAgents+" "+where+" ORDER BY a.id", args...)
@@ -95,11 +98,11 @@ func loadAgent(ctx context.Context, q querier, id string) (agentRow, error) {
 func scanAgent(rows *sql.Rows) (agentRow, error) {
 	var r agentRow
 	var created, updated, failures, stUpdated string
-	var exitAt, nextStart, crash, pendingSince sql.NullString
+	var exitAt, nextStart, crash, pendingSince, flagRule, flagReason, flagAt sql.NullString
 	var exitCode sql.NullInt64
 	err := rows.Scan(&r.ID, &r.Tenant, &r.Desired, &r.Purge, &r.Gen, &r.LastGen, &r.PrevGen, &created, &updated,
 		&r.St.State, &r.St.Reason, &r.St.Restarts, &r.St.OOMKills, &r.St.TaskOOM, &exitCode, &exitAt,
-		&failures, &nextStart, &crash, &r.St.PendingOp, &pendingSince, &stUpdated)
+		&failures, &nextStart, &crash, &r.St.PendingOp, &pendingSince, &stUpdated, &flagRule, &flagReason, &flagAt)
 	if err != nil {
 		return r, fmt.Errorf("reading agents: %w", err)
 	}
@@ -126,6 +129,11 @@ func scanAgent(rows *sql.Rows) (agentRow, error) {
 	parseNull(&r.St.PendingSince, "pending_since", pendingSince)
 	if err := decodeFailures(failures, &r.St.Failures); err != nil {
 		errs = append(errs, err)
+	}
+	if flagAt.Valid {
+		f := &PolicyFlag{Agent: r.ID, Tenant: r.Tenant, Rule: flagRule.String, Reason: flagReason.String}
+		parse(&f.Since, "agent_policy_flags", "flagged_at", flagAt.String)
+		r.Flag = f
 	}
 	if err := errors.Join(errs...); err != nil {
 		return r, fmt.Errorf("reading agent %s: %w", quote(r.ID), err)
@@ -202,13 +210,16 @@ type storedSpec struct {
 	Manifest *manifest.Manifest
 	Schema   *manifest.ConfigSchema
 	Config   map[string]any
+	// Signer is the key that verified the image when it was admitted.
+	Signer string
 }
 
 // loadSpec reads one generation's spec; the manifest is parsed (and so
 // checked again) once per generation and then cached.
 func (s *Service) loadSpec(ctx context.Context, q querier, id string, gen int64) (storedSpec, error) {
-	var mtext, ctext string
-	err := q.QueryRowContext(ctx, "SELECT manifest, config FROM agent_specs WHERE agent_id = ? AND generation = ?", id, gen).Scan(&mtext, &ctext)
+	var mtext, ctext, signer string
+	err := q.QueryRowContext(ctx, "SELECT manifest, config, image_signer FROM agent_specs WHERE agent_id = ? AND generation = ?",
+		id, gen).Scan(&mtext, &ctext, &signer)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storedSpec{}, fmt.Errorf("agent %s generation %d: %w", quote(id), gen, ErrNotFound)
 	}
@@ -223,7 +234,7 @@ func (s *Service) loadSpec(ctx context.Context, q querier, id string, gen int64)
 	if err != nil {
 		return storedSpec{}, err
 	}
-	return storedSpec{Manifest: e.m, Schema: e.cs, Config: cfg}, nil
+	return storedSpec{Manifest: e.m, Schema: e.cs, Config: cfg, Signer: signer}, nil
 }
 
 func (s *Service) parseSpec(id string, gen int64, mtext string) (*specEntry, error) {
@@ -250,11 +261,16 @@ func (s *Service) parseSpec(id string, gen int64, mtext string) (*specEntry, err
 // cachedManifest is the manifest of a generation, from the cache when it
 // is there (the reconciler's hot path).
 func (s *Service) cachedManifest(ctx context.Context, id string, gen int64) (*manifest.Manifest, error) {
+	return s.cachedManifestTx(ctx, s.st.Read(), id, gen)
+}
+
+// cachedManifestTx is cachedManifest reading through q.
+func (s *Service) cachedManifestTx(ctx context.Context, q querier, id string, gen int64) (*manifest.Manifest, error) {
 	if e := s.specs.get(specKey{id, gen}); e != nil {
 		return e.m, nil
 	}
 	var mtext string
-	err := s.st.Read().QueryRowContext(ctx, "SELECT manifest FROM agent_specs WHERE agent_id = ? AND generation = ?", id, gen).Scan(&mtext)
+	err := q.QueryRowContext(ctx, "SELECT manifest FROM agent_specs WHERE agent_id = ? AND generation = ?", id, gen).Scan(&mtext)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("agent %s generation %d: %w", quote(id), gen, ErrNotFound)
 	}
@@ -311,9 +327,10 @@ func secretKeys(ctx context.Context, q querier, id string, gen int64) ([]string,
 }
 
 // insertSpec writes a generation: manifest (without spec.config), public
-// configuration and secrets.
-func (s *Service) insertSpec(ctx context.Context, tx *sql.Tx, id string, gen int64, m *manifest.Manifest, public, secrets map[string]any) error {
-	stored := *m
+// configuration, the image's signer and the secrets.
+func (s *Service) insertSpec(ctx context.Context, tx *sql.Tx, id string, gen int64, cs checkedSpec) error {
+	public, secrets := cs.public, cs.secrets
+	stored := *cs.m
 	stored.Spec.Config = nil
 	mtext, err := json.Marshal(&stored)
 	if err != nil {
@@ -326,8 +343,8 @@ func (s *Service) insertSpec(ctx context.Context, tx *sql.Tx, id string, gen int
 	if err != nil {
 		return fmt.Errorf("encoding the configuration of %s: %w", quote(id), err)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO agent_specs (agent_id, generation, manifest, config, created_at) VALUES (?,?,?,?,?)",
-		id, gen, string(mtext), string(ctext), store.FormatTime(s.now())); err != nil {
+	if _, err := tx.ExecContext(ctx, "INSERT INTO agent_specs (agent_id, generation, manifest, config, image_signer, created_at) VALUES (?,?,?,?,?,?)",
+		id, gen, string(mtext), string(ctext), cs.signer, store.FormatTime(s.now())); err != nil {
 		return fmt.Errorf("writing agent %s generation %d: %w", quote(id), gen, err)
 	}
 	keys := make([]string, 0, len(secrets))

@@ -12,6 +12,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/store"
 )
@@ -42,6 +43,7 @@ type checkedSpec struct {
 	m       *manifest.Manifest
 	public  map[string]any
 	secrets map[string]any
+	signer  string // the key that verified the image; "" when none did
 }
 
 // check validates base with the configuration cfg (secrets included);
@@ -167,11 +169,13 @@ func pullRefused(img *manifest.Image, err error) error {
 	return fromRuntime(fmt.Sprintf("%s is not in containerd; pulling it (else %s)", quote(img.Ref), hint), err)
 }
 
-// Deploy validates the request, records the agent (desired state enabled,
+// Deploy validates the request, has it admitted (the Admitter: policy and
+// the tenant's quota), records the agent (desired state enabled,
 // generation 1) with its audit record in one transaction, then creates and
-// starts its container. When the container does not start the agent stays
-// recorded, the error wraps ErrStartFailed, and the reconciler retries per
-// the restart policy.
+// starts its container. A refusal wraps policy.ErrDenied and carries the
+// decision; nothing is recorded or created. When the container does not
+// start the agent stays recorded, the error wraps ErrStartFailed, and the
+// reconciler retries per the restart policy.
 func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) {
 	if err := checkActor(req.Actor); err != nil {
 		return Agent{}, err
@@ -183,7 +187,11 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 	if id == "" {
 		id = req.Manifest.Metadata.ID
 	}
-	if err := checkID("id", id); err != nil {
+	tenant := req.Tenant
+	if tenant == "" {
+		tenant = policy.DefaultTenant
+	}
+	if err := errors.Join(checkID("id", id), checkID("tenant", tenant)); err != nil {
 		return Agent{}, err
 	}
 	if err := errors.Join(checkInputShape("config", req.Config), checkInputShape("secrets", req.Secrets)); err != nil {
@@ -197,12 +205,15 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 	if err := s.pinImage(ctx, cs.m); err != nil {
 		return Agent{}, err
 	}
+	if cs.signer, err = s.imageSigner(ctx, cs.m.Spec.Image); err != nil {
+		return Agent{}, err
+	}
 	unlock := s.locks.lock(id)
 	defer s.poke()
 	defer unlock()
 	s.ops.RLock()
 	defer s.ops.RUnlock()
-	if err := s.recordDeploy0(ctx, id, req.Actor, cs); err != nil {
+	if err := s.admitDeploy(ctx, id, tenant, req.Actor, cs); err != nil {
 		return Agent{}, err
 	}
 	err = s.bringUp(ctx, id, false)
@@ -213,33 +224,61 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 	return a, gerr
 }
 
+// admitDeploy has the deploy admitted and, inside the admission, records
+// it. An id already taken is refused before admission, so that no
+// decision is recorded for a deploy that could not be.
+func (s *Service) admitDeploy(ctx context.Context, id, tenant, actor string, cs checkedSpec) error {
+	if err := idFree(ctx, s.st.Read(), id); err != nil {
+		return err
+	}
+	req := s.policyRequest(policy.OpDeploy, id, tenant, cs)
+	return s.admit(ctx, "deploying", actor, req, func(d *policy.Decision) error {
+		return s.recordDeploy0(ctx, id, tenant, actor, cs, d)
+	})
+}
+
+// idFree refuses an id an agent has (ErrExists), or had and is being
+// deleted (ErrConflict).
+func idFree(ctx context.Context, q querier, id string) error {
+	var desired string
+	err := q.QueryRowContext(ctx, "SELECT desired FROM agents WHERE id = ?", id).Scan(&desired)
+	switch {
+	case err == nil && desired == string(DesiredDeleted):
+		return fmt.Errorf("agent %s: %w: it is being deleted", quote(id), ErrConflict)
+	case err == nil:
+		return fmt.Errorf("agent %s: %w", quote(id), ErrExists)
+	case !errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("deploying %s: %w", quote(id), err)
+	}
+	return nil
+}
+
 // recordDeploy0 writes the new agent, its first generation, its status and
-// the audit record in one transaction.
-func (s *Service) recordDeploy0(ctx context.Context, id, actor string, cs checkedSpec) error {
+// the audit record (with the admission's decision d, when there was one)
+// in one transaction.
+func (s *Service) recordDeploy0(ctx context.Context, id, tenant, actor string, cs checkedSpec, d *policy.Decision) error {
 	now := store.FormatTime(s.now())
 	err := s.st.Write(ctx, func(tx *sql.Tx) error {
-		var desired string
-		err := tx.QueryRowContext(ctx, "SELECT desired FROM agents WHERE id = ?", id).Scan(&desired)
-		switch {
-		case err == nil && desired == string(DesiredDeleted):
-			return fmt.Errorf("agent %s: %w: it is being deleted", quote(id), ErrConflict)
-		case err == nil:
-			return fmt.Errorf("agent %s: %w", quote(id), ErrExists)
-		case !errors.Is(err, sql.ErrNoRows):
+		if err := idFree(ctx, tx, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO agents (id, tenant, desired, generation, last_generation, created_at, updated_at)
+ VALUES (?, ?, 'enabled', 1, 1, ?, ?)`, id, tenant, now, now); err != nil {
 			return fmt.Errorf("deploying %s: %w", quote(id), err)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO agents (id, desired, generation, last_generation, created_at, updated_at)
- VALUES (?, 'enabled', 1, 1, ?, ?)`, id, now, now); err != nil {
-			return fmt.Errorf("deploying %s: %w", quote(id), err)
-		}
-		if err := s.insertSpec(ctx, tx, id, 1, cs.m, cs.public, cs.secrets); err != nil {
+		if err := s.insertSpec(ctx, tx, id, 1, cs); err != nil {
 			return err
 		}
 		st := statusRow{State: StatePending, PendingOp: "deploy", PendingSince: s.now(), UpdatedAt: s.now()}
 		if err := writeStatus(ctx, tx, id, st); err != nil {
 			return err
 		}
-		return s.st.AuditTx(ctx, tx, store.AuditEntry{Actor: actor, Action: "agents.deploy", Target: id, Detail: specDetail(cs, 1)})
+		detail := specDetail(cs, 1)
+		detail["tenant"] = tenant
+		if d != nil {
+			detail["policy"] = decisionDetail(d)
+		}
+		return s.st.AuditTx(ctx, tx, store.AuditEntry{Actor: actor, Action: "agents.deploy", Target: id, Detail: detail})
 	})
 	if err != nil {
 		return err
@@ -254,7 +293,7 @@ func specDetail(cs checkedSpec, gen int64) map[string]any {
 	r := cs.m.Spec.Resources
 	return map[string]any{
 		"generation": gen, "image": cs.m.Spec.Image.Ref, "digest": cs.m.Spec.Image.Digest,
-		"isolation": cs.m.Spec.Isolation, "cpu": r.CPU, "memory": r.Memory, "pids": r.PIDs,
+		"isolation": cs.m.Spec.Isolation, "cpu": r.CPU, "memory": r.Memory, "pids": r.PIDs, "signer": cs.signer,
 		"config_keys": sortedKeys(cs.public), "secret_keys": sortedKeys(cs.secrets),
 	}
 }
@@ -310,7 +349,7 @@ func (s *Service) view(ctx context.Context, q querier, r agentRow) (Agent, error
 	m.Spec.Config = cfg
 	a := Agent{ID: r.ID, Tenant: r.Tenant, Manifest: m, Config: cfg, SecretKeys: keys, Desired: r.Desired,
 		Generation: r.Gen, PatchPending: r.PrevGen > 0, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		Status: statusView(r)}
+		Status: statusView(r), NonCompliant: r.Flag}
 	return a, nil
 }
 

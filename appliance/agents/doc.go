@@ -33,6 +33,29 @@
 // the new one does not start, the old keeps running and the patch is
 // rolled back. Generation numbers are never reused (last_generation).
 //
+// # Admission
+//
+// With an Admitter (policy.Service; omertad always sets one) Deploy and
+// Patch are judged before anything is written: the request is what
+// policy.RequestFor reads from the checked manifest, with the secret keys
+// actually set and the image's verified signer (ImageVerifier), and the
+// intent's transaction runs inside Admit, under its lock, so that two
+// deploys cannot both take the last of a tenant's quota. A refusal is a
+// *policy.DeniedError (ErrDenied, 403 with the decision) and leaves no row,
+// container or audit record of a deploy; a refused patch leaves the agent
+// on its generation. The Admitter learns the deployed agents, enabled or
+// disabled, from PolicyRequests. Tasks are counted against the policy's
+// tasks.perMinute (TaskLimiter): past it RunTask answers a
+// *RateLimitedError (ErrRateLimited, 429 with Retry-After). Every agent
+// belongs to a tenant, fixed at deploy (agents.tenant, default "default").
+//
+// A policy change can make a running agent fail: it keeps running, and is
+// flagged (agent_policy_flags, Agent.NonCompliant, EventAgentPolicy, the
+// audit log) by FlagNonCompliant, which the API calls with a change's
+// findings, and by the reconciler, which judges every deployed agent again
+// (Compliance.Coverage) whenever the policies or the agents changed and
+// clears the flags no longer true. An admitted patch clears its own.
+//
 // Secret configuration values (format: secret in the manifest's
 // configSchema) are stored apart (agent_secrets) and reach the agent only
 // in its configuration file, mounted read-only at ConfigMountPath: never in

@@ -7,12 +7,15 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/policy"
 )
 
 // Sentinel errors. Every error the Service returns that has one of these
 // meanings wraps it, so that the API maps them to HTTP codes with errors.Is:
 // ErrNotFound 404, ErrExists and ErrConflict 409, ErrInvalid 400 (with the
-// field problems of an *InvalidError), ErrUnavailable 503, ErrStartFailed 502, ErrBusy 429.
+// field problems of an *InvalidError), ErrUnavailable 503, ErrStartFailed 502, ErrBusy 429,
+// ErrDenied 403 (with the decision of its *policy.DeniedError), ErrRateLimited
+// 429 (with the Retry-After of its *RateLimitedError).
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
@@ -29,6 +32,14 @@ var (
 	ErrStartFailed = errors.New("the agent's container did not start")
 	// ErrBusy: too many tasks are running (429).
 	ErrBusy = errors.New("too many tasks running")
+	// ErrDenied: admission refused a deploy or patch, or the policy allows
+	// the agent no tasks. It is policy.ErrDenied: the error is a
+	// *policy.DeniedError (errors.As) whose Decision names the rule and
+	// the numbers.
+	ErrDenied = policy.ErrDenied
+	// ErrRateLimited: the agent's task rate (the policy's
+	// tasks.perMinute) is spent; a *RateLimitedError says when to retry.
+	ErrRateLimited = errors.New("task rate limit reached")
 )
 
 // InvalidError is a refused request: every problem, each naming its field.

@@ -25,6 +25,9 @@ const (
 	EventTask EventType = "task"
 	// EventTelemetry: a telemetry sample of one agent (Data is Sample).
 	EventTelemetry EventType = "telemetry"
+	// EventAgentPolicy: an agent's compliance with the policies in force
+	// changed (Data is PolicyData).
+	EventAgentPolicy EventType = "agent.policy"
 )
 
 // Event is one thing that happened, for the SSE stream.

@@ -72,13 +72,24 @@ type env struct {
 
 func newEnv(t testing.TB, opts ...Option) *env {
 	t.Helper()
+	return newEnvWith(t, nil, nil, opts...)
+}
+
+// newEnvWith is newEnv on a store with more schemas, and with options
+// built from the store (wire: the policy service needs it).
+func newEnvWith(t testing.TB, schemas []store.Schema, wire func(*store.Store, *clock) []Option, opts ...Option) *env {
+	t.Helper()
 	dir := t.TempDir()
 	c := newClock()
-	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(Schema), store.WithClock(c.Now))
+	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(append([]store.Schema{Schema}, schemas...)...),
+		store.WithClock(c.Now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	if wire != nil {
+		opts = append(wire(st, c), opts...)
+	}
 	rt := NewFakeRuntime(filepath.Join(dir, "logs"), c.Now)
 	rt.AddImage(runtime.Image{Name: testImage, Digest: testDigest})
 	logs := &syncBuffer{}

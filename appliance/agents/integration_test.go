@@ -60,6 +60,13 @@ func (s *realSuite) newRuntime(t testing.TB, ns, dir string) *runtime.Runtime {
 
 func (s *realSuite) newEnv(t testing.TB) *realEnv {
 	t.Helper()
+	return s.newEnvWith(t, nil, nil)
+}
+
+// newEnvWith is newEnv on a store with more schemas, and with options
+// built from the store (wire: the policy service needs it).
+func (s *realSuite) newEnvWith(t testing.TB, schemas []store.Schema, wire func(*store.Store) []Option) *realEnv {
+	t.Helper()
 	// The directory before the namespace: cleanups run last-in first-out,
 	// and the namespace's purge may need the gVisor wrapper in it.
 	dir := t.TempDir()
@@ -69,13 +76,17 @@ func (s *realSuite) newEnv(t testing.TB) *realEnv {
 	if err != nil || len(imgs) != 1 {
 		t.Fatalf("importing busybox: %v %v", imgs, err)
 	}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(Schema))
+	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(append([]store.Schema{Schema}, schemas...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc, err := New(st, rt, WithStateDir(filepath.Join(dir, "agents")), WithStopGrace(time.Second),
-		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
+	opts := []Option{WithStateDir(filepath.Join(dir, "agents")), WithStopGrace(time.Second),
+		WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil)))}
+	if wire != nil {
+		opts = append(opts, wire(st)...)
+	}
+	svc, err := New(st, rt, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

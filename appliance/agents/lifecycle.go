@@ -12,6 +12,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -39,6 +40,8 @@ func (s *Service) begin(ctx context.Context, id, actor string) (agentRow, func()
 }
 
 // Patch changes the agent's configuration or resources. The new spec is
+// admitted (the Admitter: policy and the tenant's quota; a refusal wraps
+// policy.ErrDenied, carries the decision and changes nothing) and
 // recorded as the next generation (with the audit record), its container
 // created under a new name and started; only once it runs is the old one
 // stopped and removed. If it does not start, the old container is left
@@ -72,7 +75,10 @@ func (s *Service) Patch(ctx context.Context, id string, req PatchRequest) (Agent
 	if !changed {
 		return s.Get(ctx, id)
 	}
-	if err := s.recordPatch(ctx, row, req.Actor, cs); err != nil {
+	err = s.admit(ctx, "patching", req.Actor, s.policyRequest(policy.OpPatch, row.ID, row.Tenant, cs), func(d *policy.Decision) error {
+		return s.recordPatch(ctx, row, req.Actor, cs, d)
+	})
+	if err != nil {
 		return Agent{}, err
 	}
 	err = s.finishPatch(ctx, id)
@@ -120,13 +126,16 @@ func (s *Service) patched(ctx context.Context, row agentRow, req PatchRequest) (
 	if err != nil {
 		return checkedSpec{}, false, err
 	}
+	cs.signer = sp.Signer // a patch keeps the image
 	changed := cs.m.Spec.Resources != sp.Manifest.Spec.Resources || !jsonEqual(cs.public, sp.Config) || !jsonEqual(cs.secrets, oldSecrets)
 	return cs, changed, nil
 }
 
 // recordPatch writes the next generation and points the agent at it,
-// keeping the current one as prev_generation until the new one runs.
-func (s *Service) recordPatch(ctx context.Context, row agentRow, actor string, cs checkedSpec) error {
+// keeping the current one as prev_generation until the new one runs. An
+// admitted patch (d set) passes the policies: its flag, if any, goes.
+func (s *Service) recordPatch(ctx context.Context, row agentRow, actor string, cs checkedSpec, d *policy.Decision) error {
+	cleared := false
 	gen := row.LastGen + 1
 	st := row.St
 	clearFailures(&st)
@@ -139,20 +148,30 @@ func (s *Service) recordPatch(ctx context.Context, row agentRow, actor string, c
  WHERE id = ?`, gen, gen, row.Gen, store.FormatTime(s.now()), row.ID); err != nil {
 			return fmt.Errorf("patching %s: %w", quote(row.ID), err)
 		}
-		if err := s.insertSpec(ctx, tx, row.ID, gen, cs.m, cs.public, cs.secrets); err != nil {
+		if err := s.insertSpec(ctx, tx, row.ID, gen, cs); err != nil {
 			return err
 		}
 		if err := writeStatus(ctx, tx, row.ID, st); err != nil {
 			return err
 		}
-		d := specDetail(cs, gen)
-		d["from_generation"] = row.Gen
-		return s.st.AuditTx(ctx, tx, store.AuditEntry{Actor: actor, Action: "agents.patch", Target: row.ID, Detail: d})
+		detail := specDetail(cs, gen)
+		detail["from_generation"] = row.Gen
+		if d != nil {
+			detail["policy"] = decisionDetail(d)
+			var err error
+			if cleared, err = clearFlagOnAdmit(ctx, tx, row.ID); err != nil {
+				return err
+			}
+		}
+		return s.st.AuditTx(ctx, tx, store.AuditEntry{Actor: actor, Action: "agents.patch", Target: row.ID, Detail: detail})
 	})
 	if err != nil {
 		return err
 	}
 	s.tel.setStatus(row.ID, st)
+	if cleared {
+		s.publishPolicy(row.ID, nil)
+	}
 	return nil
 }
 
@@ -396,6 +415,9 @@ func (s *Service) finishDelete(ctx context.Context, id string) error {
 	}
 	s.specs.keep(func(k specKey) bool { return k.agent != id })
 	s.tel.drop(id)
+	if s.limiter != nil {
+		s.limiter.Forget(id)
+	}
 	s.publish(Event{Type: EventAgentDeleted, Agent: id})
 	return nil
 }

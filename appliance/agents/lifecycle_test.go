@@ -208,7 +208,7 @@ func TestPatchInterruptedIsFinishedByTheReconciler(t *testing.T) {
 			t.Fatal(err)
 		}
 		// As if omertad died right after recording the patch.
-		if err := e.s.recordPatch(ctx, row, testActor, cs); err != nil {
+		if err := e.s.recordPatch(ctx, row, testActor, cs, nil); err != nil {
 			t.Fatal(err)
 		}
 		if a := e.get(t, "tool"); !a.PatchPending || a.Generation != 2 {

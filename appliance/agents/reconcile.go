@@ -28,6 +28,8 @@ func (s *Service) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); s.sampleLoop(ctx) }()
 	wait := s.interval
 	for {
+		// Before the pass: judging compliance needs no containerd.
+		s.maybeCheckCompliance(ctx)
 		err := s.Reconcile(ctx)
 		switch {
 		case err == nil:

@@ -6,8 +6,8 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 )
 
-// policy is a manifest's spec.restart with its defaults filled in.
-type policy struct {
+// restartPolicy is a manifest's spec.restart with its defaults filled in.
+type restartPolicy struct {
 	mode     string
 	initial  time.Duration
 	max      time.Duration
@@ -15,9 +15,9 @@ type policy struct {
 	window   time.Duration
 }
 
-func policyOf(m *manifest.Manifest) policy {
+func policyOf(m *manifest.Manifest) restartPolicy {
 	r := m.Spec.Restart
-	p := policy{mode: r.Policy, initial: manifest.DefaultBackoffInitial.D(), max: manifest.DefaultBackoffMax.D(),
+	p := restartPolicy{mode: r.Policy, initial: manifest.DefaultBackoffInitial.D(), max: manifest.DefaultBackoffMax.D(),
 		failures: manifest.DefaultCrashFailures, window: manifest.DefaultCrashWindow.D()}
 	if p.mode == "" {
 		p.mode = manifest.RestartOnFailure
@@ -57,7 +57,7 @@ const (
 // the crash-loop state, or nothing (policy never; on-failure after a
 // clean exit). It updates st and reports whether the agent entered the
 // crash-loop state.
-func (p policy) apply(st *statusRow, t time.Time, f failure) (crashLoop bool) {
+func (p restartPolicy) apply(st *statusRow, t time.Time, f failure) (crashLoop bool) {
 	switch {
 	case p.mode == manifest.RestartNever && f == failStart:
 		st.State, st.NextStartAt = StateFailed, time.Time{}
@@ -77,7 +77,7 @@ func (p policy) apply(st *statusRow, t time.Time, f failure) (crashLoop bool) {
 
 // recent keeps the failures inside the window ending at t (at most
 // maxFailures of them).
-func (p policy) recent(ts []time.Time, t time.Time) []time.Time {
+func (p restartPolicy) recent(ts []time.Time, t time.Time) []time.Time {
 	var out []time.Time
 	for _, f := range ts {
 		if t.Sub(f) < p.window {
@@ -92,7 +92,7 @@ func (p policy) recent(ts []time.Time, t time.Time) []time.Time {
 
 // delay is the backoff before the restart that follows the n-th recent
 // failure: initial, doubled each time, at most max.
-func (p policy) delay(n int) time.Duration {
+func (p restartPolicy) delay(n int) time.Duration {
 	d := p.initial
 	for i := 1; i < n && d < p.max; i++ {
 		d *= 2

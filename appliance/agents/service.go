@@ -73,6 +73,13 @@ type Service struct {
 	// down is set while containerd does not answer.
 	downMu sync.Mutex
 	down   bool
+
+	// Policy (admission.go): each nil when not configured.
+	admitter   Admitter
+	limiter    TaskLimiter
+	verifier   ImageVerifier
+	compliance Compliance
+	comp       complianceState
 }
 
 // Option configures a Service.

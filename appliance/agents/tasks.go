@@ -171,6 +171,12 @@ func (s *Service) RunTask(ctx context.Context, req TaskRequest) (Task, error) {
 	if !s.tasks.reserve(row.ID, s.maxTasks, s.perAgent) {
 		return Task{}, fmt.Errorf("agent %s: %w (at most %d in all, %d per agent)", quote(row.ID), ErrBusy, s.maxTasks, s.perAgent)
 	}
+	// After the reservation: a task refused as busy takes nothing from
+	// the agent's rate.
+	if err := s.allowTask(row, m); err != nil {
+		s.tasks.release(row.ID)
+		return Task{}, err
+	}
 	if err := s.insertTask(ctx, t, hex.EncodeToString(sum[:])); err != nil {
 		s.tasks.release(row.ID)
 		if store.IsUnique(err) {

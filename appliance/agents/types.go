@@ -67,6 +67,9 @@ type Agent struct {
 	CreatedAt    time.Time `json:"createdAt"`
 	UpdatedAt    time.Time `json:"updatedAt"`
 	Status       Status    `json:"status"`
+	// NonCompliant is set while the agent fails the policies in force (a
+	// policy or tenant change since its admission); it keeps running.
+	NonCompliant *PolicyFlag `json:"nonCompliant,omitempty"`
 }
 
 // Status is the observed side of an agent.
@@ -93,6 +96,10 @@ type DeployRequest struct {
 	Manifest *manifest.Manifest
 	// ID overrides metadata.id (to run one catalog entry twice).
 	ID string
+	// Tenant is the tenant the agent belongs to (a DNS label; empty is
+	// policy.DefaultTenant). Its quotas and policies apply; it never
+	// changes afterwards.
+	Tenant string
 	// Config and Secrets are the operator's settings, both keyed like
 	// spec.config. Every key of Secrets must be marked format: secret in
 	// spec.configSchema; a secret value given in Config is kept apart all

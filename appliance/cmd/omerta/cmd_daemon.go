@@ -14,6 +14,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/auth"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/probe"
 	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/store"
@@ -67,7 +68,7 @@ boot made with 'omerta firstboot --root DIR'.`,
 // daemonSchemas are the domains' tables in omertad's database. Every table
 // the daemon or its API reads is listed, first boot's included: the console
 // shows its progress through omertad.
-var daemonSchemas = append([]store.Schema{probe.Schema, firstboot.Schema, auth.Schema}, agentSchemas...)
+var daemonSchemas = append([]store.Schema{probe.Schema, firstboot.Schema, auth.Schema, policy.Schema}, agentSchemas...)
 
 // wireDaemon is the one list of what runs inside omertad and what its API
 // serves from, built once the store is open. A new domain adds its service
@@ -76,7 +77,9 @@ var daemonSchemas = append([]store.Schema{probe.Schema, firstboot.Schema, auth.S
 func wireDaemon(fb rootfs.Root) func(daemon.Deps) (daemon.Wiring, error) {
 	return func(d daemon.Deps) (daemon.Wiring, error) {
 		mon := newProbeMonitor(d)
-		agentServices, agentsAPI, err := wireAgents(d)
+		// ag.policy admits the agents' deploys and patches; the API's
+		// policy routes will serve from it too.
+		ag, err := wireAgents(d)
 		if err != nil {
 			return daemon.Wiring{}, err
 		}
@@ -87,8 +90,8 @@ func wireDaemon(fb rootfs.Root) func(daemon.Deps) (daemon.Wiring, error) {
 		}
 		reportFiles := api.ReportFiles{Root: fb, ReportPath: firstboot.ReportPath, PublicKeyPath: firstboot.SigningPubPath}
 		return daemon.Wiring{
-			Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, agentServices...),
-			API:      api.Deps{Probe: mon, Agents: agentsAPI, Auth: users, Report: reportFiles},
+			Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, ag.services...),
+			API:      api.Deps{Probe: mon, Agents: ag.api, Auth: users, Report: reportFiles},
 		}, nil
 	}
 }

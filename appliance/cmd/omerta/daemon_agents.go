@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
 	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
@@ -33,19 +35,31 @@ const agentsDir = "agents"
 // while containerd is down. A local socket answers in milliseconds.
 const containerdDialTimeout = 2 * time.Second
 
+// agentsWiring is what wireAgents builds: the daemon services, the
+// agents API's handles, and the policy service that admits the agents.
+type agentsWiring struct {
+	services []daemon.Service
+	api      api.AgentsDeps
+	policy   *policy.Service
+}
+
+// policyLoadTimeout bounds reading the policies and tenants at start.
+const policyLoadTimeout = 30 * time.Second
+
 // wireAgents builds the agents domain: the containerd client and runtime,
-// the catalog, the agents service (its reconciler runs as a daemon
-// service), the import of the bundled images, and /metrics.
+// the catalog, the policy service, the agents service (its reconciler runs
+// as a daemon service) admitted by it, the import of the bundled images,
+// and /metrics.
 //
 // Nothing here waits for containerd. The client dials lazily and gRPC
 // reconnects with backoff; while containerd does not answer, omertad
 // serves, agents show the state "unknown", changes that need containerd
 // answer 503, and the bundled import waits for it.
-func wireAgents(d daemon.Deps) ([]daemon.Service, api.AgentsDeps, error) {
+func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	a := d.Config.Agents
 	cc, err := client.New(a.Containerd, client.WithTimeout(containerdDialTimeout))
 	if err != nil {
-		return nil, api.AgentsDeps{}, fmt.Errorf("containerd client for %s: %w", a.Containerd, err)
+		return agentsWiring{}, fmt.Errorf("containerd client for %s: %w", a.Containerd, err)
 	}
 	opts := []runtime.Option{runtime.WithNamespace(a.Namespace), runtime.WithLogDir(a.LogDir), runtime.WithRunDir(a.RunDir),
 		runtime.WithLogger(d.Logger.With("service", "agents-runtime"))}
@@ -55,25 +69,48 @@ func wireAgents(d daemon.Deps) ([]daemon.Service, api.AgentsDeps, error) {
 	rt, err := runtime.New(cc, opts...)
 	if err != nil {
 		cc.Close()
-		return nil, api.AgentsDeps{}, fmt.Errorf("agent runtime: %w", err)
+		return agentsWiring{}, fmt.Errorf("agent runtime: %w", err)
 	}
 	cat := catalog.NewService(d.Store, a.CatalogDir, catalog.WithClock(d.Now))
 	logShipped(d, cat)
-	svc, err := agents.New(d.Store, rt, agents.WithLogger(d.Logger), agents.WithClock(d.Now),
-		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
-		agents.WithTelemetryInterval(a.TelemetryInterval))
+	// The two need each other: admission asks the agents service for the
+	// deployed agents, the agents service asks admission before each
+	// deploy. svc is set before anything can call Running: policy.New
+	// does not, and the services start after the wiring returns.
+	var svc *agents.Service
+	pol, err := newPolicy(d, func(ctx context.Context) ([]policy.Request, error) { return svc.PolicyRequests(ctx) })
 	if err != nil {
 		cc.Close()
-		return nil, api.AgentsDeps{}, fmt.Errorf("agents: %w", err)
+		return agentsWiring{}, err
+	}
+	svc, err = agents.New(d.Store, rt, agents.WithLogger(d.Logger), agents.WithClock(d.Now),
+		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
+		agents.WithTelemetryInterval(a.TelemetryInterval),
+		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol))
+	if err != nil {
+		cc.Close()
+		return agentsWiring{}, fmt.Errorf("agents: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	reg.MustRegister(svc.Collectors()...)
 	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), svc}
-	return services, api.AgentsDeps{
+	return agentsWiring{services: services, policy: pol, api: api.AgentsDeps{
 		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
-	}, nil
+	}}, nil
+}
+
+// newPolicy is the policy service on the daemon's store, under the
+// configured profile's defaults; running lists the deployed agents.
+func newPolicy(d daemon.Deps, running func(context.Context) ([]policy.Request, error)) (*policy.Service, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), policyLoadTimeout)
+	defer cancel()
+	pol, err := policy.New(ctx, policy.Options{Store: d.Store, Profile: d.Config.Profile, Now: d.Now, Running: running})
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	return pol, nil
 }
 
 // logShipped says what of the shipped catalog could not be read: a bad

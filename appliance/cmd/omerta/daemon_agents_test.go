@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/agents"
 	"github.com/omertaos/omertaos/appliance/agents/ctrtest"
+	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/config"
+	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -222,4 +229,61 @@ func asAPIError(err error, target **apiclient.Error) bool {
 		*target = ae
 	}
 	return ok
+}
+
+// TestWireAgentsAdmitsThroughPolicy: the agents service wireAgents builds
+// is admitted by its policy service, which sees the deployed agents: a
+// tenant with room for one agent takes the first deploy and refuses the
+// second, and the coverage counts the one deployed.
+func TestWireAgentsAdmitsThroughPolicy(t *testing.T) {
+	d := ctrtest.Start(t)
+	dir := t.TempDir()
+	ns := d.Namespace(t)
+	arch := ctrtest.BusyboxArchive(t, ctrtest.ImageOptions{Name: "omerta.test/echo:1"})
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(dir, "state.db"), store.WithSchemas(daemonSchemas...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := config.Default()
+	cfg.Daemon.StateDir = filepath.Join(dir, "state")
+	cfg.Agents.Containerd, cfg.Agents.Namespace, cfg.Agents.RuntimeRoot = d.Address, ns, d.RuntimeRoot
+	cfg.Agents.CatalogDir, cfg.Agents.BundledDir = filepath.Join(dir, "catalog"), filepath.Join(dir, "bundled")
+	cfg.Agents.LogDir, cfg.Agents.RunDir = filepath.Join(dir, "logs"), filepath.Join(dir, "run")
+	ag, err := wireAgents(daemon.Deps{Store: st, Config: cfg, Logger: slog.New(slog.DiscardHandler), Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ag.api.Images.ImportArchive(ctx, arch.Path); err != nil {
+		t.Fatal(err)
+	}
+	tenant, err := policy.ParseTenant([]byte("apiVersion: omertaos.dev/v1\nkind: Tenant\nname: acme\nquotas: {agents: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ag.policy.PutTenant(ctx, "test", tenant); err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse(fmt.Appendf(nil, e2eEntry, arch.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := ag.api.Service
+	if _, err := svc.Deploy(ctx, agents.DeployRequest{Manifest: m, Tenant: "acme", Actor: "test"}); err != nil {
+		t.Fatalf("the first deploy: %v", err)
+	}
+	t.Cleanup(func() { svc.Delete(context.Background(), "echo", true, "test") })
+	_, err = svc.Deploy(ctx, agents.DeployRequest{Manifest: m, ID: "echo2", Tenant: "acme", Actor: "test"})
+	var de *policy.DeniedError
+	if !errors.Is(err, agents.ErrDenied) || !errors.As(err, &de) || de.Decision.Rule != "quota:tenant/acme agents" {
+		t.Fatalf("the second deploy: %v", err)
+	}
+	if _, err := svc.Get(ctx, "echo2"); !errors.Is(err, agents.ErrNotFound) {
+		t.Errorf("the refused agent was recorded: %v", err)
+	}
+	cov, err := ag.policy.Coverage(ctx)
+	if err != nil || cov.Deployed != 1 || cov.Agents[0].Agent != "echo" || cov.Agents[0].Tenant != "acme" {
+		t.Errorf("coverage %+v %v", cov, err)
+	}
 }
