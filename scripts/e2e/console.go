@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -55,7 +56,7 @@ func (r *run) mainConsole(ctx context.Context, sc string, v *vm, b banner) *apic
 	r.res.PowerOnToConsoleReadySecs = time.Since(v.start).Seconds()
 	r.check(sc, "setup is open before the token is used", !st.Done, "done %v", st.Done)
 	r.consolePinRefused(ctx, sc, v)
-	return r.consoleSetup(ctx, sc, c, b.Token)
+	return r.consoleSetup(ctx, sc, v, b)
 }
 
 // consolePinRefused: a client pinned to another certificate must not get
@@ -70,29 +71,50 @@ func (r *run) consolePinRefused(ctx context.Context, sc string, v *vm) {
 	r.check(sc, "console refuses a client pinned to another certificate", errors.Is(err, apiclient.ErrFingerprint), "%v", errOrNil(err))
 }
 
-// consoleSetup redeems the token: a wrong one is refused, the right one
-// makes the first admin, and a second use is refused.
-func (r *run) consoleSetup(ctx context.Context, sc string, c *apiclient.Client, token string) *apiclient.Client {
+// consoleSetup redeems the token the way a person does, through the
+// console's setup page: a wrong token is refused, the right one makes the
+// first admin and signs them in, a second use is refused. The admin then
+// issues an API token, and the client returned carries it: the way the CLI
+// and automation reach the console.
+func (r *run) consoleSetup(ctx context.Context, sc string, v *vm, b banner) *apiclient.Client {
 	password, err := randomPassword()
 	if err != nil {
 		r.check(sc, "setup with the printed token", false, "%v", err)
 		return nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	_, err = c.Setup(cctx, apitype.SetupRequest{Token: strings.Repeat("x", len(token)), Username: e2eAdmin, Password: password})
-	r.check(sc, "setup refuses a wrong token", apiStatus(err) >= 400 && apiStatus(err) < 500, "%v", errOrNil(err))
-	sess, err := c.Setup(cctx, apitype.SetupRequest{Token: token, Username: e2eAdmin, Password: password})
-	if !r.check(sc, "setup with the printed token makes the first admin", err == nil && sess.Role == "admin", "%v role %q", errOrNil(err), sess.Role) {
+	web, err := newConsoleBrowser(consoleURL(v), b.TLS)
+	if err != nil {
+		r.check(sc, "setup with the printed token", false, "%v", err)
 		return nil
 	}
-	_, err = c.Setup(cctx, apitype.SetupRequest{Token: token, Username: "second-admin", Password: password})
-	r.check(sc, "the token works once: setup is gone", apiStatus(err) >= 400 && apiStatus(err) < 500, "%v", errOrNil(err))
-	admin := c.As(apiclient.Credentials{Session: sess.SessionID, CSRF: sess.CSRFToken})
-	who, err := admin.Identity(cctx)
-	r.check(sc, "the admin's session is the console's", err == nil && who.User == e2eAdmin && who.Role == "admin", "%v user %q role %q", errOrNil(err), who.User, who.Role)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	st, _, err := web.setup(cctx, strings.Repeat("x", len(b.Token)), e2eAdmin, password)
+	r.check(sc, "setup page refuses a wrong token", err == nil && st >= 400 && st < 500, "status %d%s", st, errSuffix(err))
+	st, loc, err := web.setup(cctx, b.Token, e2eAdmin, password)
+	if !r.check(sc, "setup page takes the printed token and signs the first admin in", err == nil && st == http.StatusSeeOther && loc == "/" && web.session() != "",
+		"status %d to %q, session cookie %v%s", st, loc, web.session() != "", errSuffix(err)) {
+		return nil
+	}
+	fresh, _ := newConsoleBrowser(consoleURL(v), b.TLS)
+	st, _, err = fresh.setup(cctx, b.Token, "second-admin", password)
+	r.check(sc, "the token works once: setup is gone", err == nil && st != http.StatusSeeOther, "status %d%s", st, errSuffix(err))
+	var who apitype.Whoami
+	err = web.json(cctx, http.MethodGet, "/api/v1/whoami", "", nil, &who)
+	r.check(sc, "the session is the first admin's", err == nil && who.User == e2eAdmin && who.Role == "admin", "user %q role %q%s", who.User, who.Role, errSuffix(err))
+	var tok apitype.TokenIssued
+	err = web.json(cctx, http.MethodPost, "/api/v1/tokens", who.CSRFToken, apitype.TokenCreate{Name: "e2e", Role: "admin"}, &tok)
+	if !r.check(sc, "the admin issues an API token through the console", err == nil && tok.Secret != "", "%v", errOrNil(err)) {
+		return nil
+	}
+	c, err := apiclient.NewRemote(consoleURL(v), apiclient.WithFingerprint(b.TLS))
+	if err != nil {
+		return nil
+	}
+	admin := c.As(apiclient.Credentials{Bearer: tok.Secret})
 	rep, err := admin.Report(cctx)
-	r.check(sc, "the console serves the verified first-boot report", err == nil && rep.Verification.Status == "VERIFIED", "%v status %q", errOrNil(err), rep.Verification.Status)
+	r.check(sc, "the console serves the verified first-boot report (API token)", err == nil && rep.Verification.Status == apitype.ReportVerified,
+		"status %q%s", rep.Verification.Status, errSuffix(err))
 	return admin
 }
 
