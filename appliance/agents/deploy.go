@@ -12,6 +12,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/gpu"
 	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/store"
@@ -49,7 +50,7 @@ type checkedSpec struct {
 // check validates base with the configuration cfg (secrets included);
 // secretsGiven is what the operator sent as secrets, each of which must be
 // marked secret. It fills the profile's isolation when base names none.
-func (s *Service) check(base *manifest.Manifest, cfg, secretsGiven map[string]any) (checkedSpec, error) {
+func (s *Service) check(ctx context.Context, base *manifest.Manifest, cfg, secretsGiven map[string]any) (checkedSpec, error) {
 	var secretPaths []string
 	if base.Spec.ConfigSchema != nil {
 		cs, ps := manifest.CompileConfigSchema(base.Spec.ConfigSchema, "spec.configSchema")
@@ -81,7 +82,7 @@ func (s *Service) check(base *manifest.Manifest, cfg, secretsGiven map[string]an
 	if err != nil {
 		return checkedSpec{}, fmt.Errorf("checking the manifest: %w", err)
 	}
-	if err := deployable(m); err != nil {
+	if err := s.deployable(ctx, m); err != nil {
 		return checkedSpec{}, err
 	}
 	out := checkedSpec{m: m, public: m.Spec.Config, secrets: map[string]any{}}
@@ -93,16 +94,14 @@ func (s *Service) check(base *manifest.Manifest, cfg, secretsGiven map[string]an
 }
 
 // deployable refuses what a checked manifest may say but this appliance
-// cannot run yet, and what would collide with the runtime's own mounts.
-func deployable(m *manifest.Manifest) error {
+// cannot run: GPUs without a GPU service or a GPU, or in a sandbox
+// (gpuProblems), and what would collide with the runtime's own mounts.
+func (s *Service) deployable(ctx context.Context, m *manifest.Manifest) error {
 	var ps manifest.Problems
 	if m.Spec.Image == nil {
 		ps = append(ps, manifest.Problem{Path: "spec.image", Code: manifest.CodeRequired, Reason: "not deployable: no image"})
 	}
-	if m.Spec.Resources.GPUs > 0 {
-		ps = append(ps, manifest.Problem{Path: "spec.resources.gpus", Code: manifest.CodeUnavailable,
-			Reason: "GPUs come through CDI, which the GPU issue builds (not yet available)"})
-	}
+	ps = append(ps, s.gpuProblems(ctx, m)...)
 	for i, v := range m.Spec.Volumes {
 		if v.MountPath == ConfigMountPath || strings.HasPrefix(v.MountPath, ConfigMountPath+"/") {
 			ps = append(ps, manifest.Problem{Path: manifest.Index("spec.volumes", i) + ".mountPath", Code: manifest.CodeInvalid,
@@ -198,7 +197,7 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 		return Agent{}, err
 	}
 	cfg := mergeConfig(mergeConfig(req.Manifest.Spec.Config, req.Config), req.Secrets)
-	cs, err := s.check(req.Manifest, cfg, req.Secrets)
+	cs, err := s.check(ctx, req.Manifest, cfg, req.Secrets)
 	if err != nil {
 		return Agent{}, err
 	}
@@ -224,16 +223,28 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 	return a, gerr
 }
 
-// admitDeploy has the deploy admitted and, inside the admission, records
-// it. An id already taken is refused before admission, so that no
-// decision is recorded for a deploy that could not be.
+// admitDeploy has the deploy admitted and, inside the admission, gives
+// it its GPUs and records it. An id already taken is refused before
+// admission, so that no decision is recorded for a deploy that could not
+// be. GPUs no admission can give leave nothing: no row, no container, no
+// grant.
 func (s *Service) admitDeploy(ctx context.Context, id, tenant, actor string, cs checkedSpec) error {
 	if err := idFree(ctx, s.st.Read(), id); err != nil {
 		return err
 	}
 	req := s.policyRequest(policy.OpDeploy, id, tenant, cs)
 	return s.admit(ctx, "deploying", actor, req, func(d *policy.Decision) error {
-		return s.recordDeploy0(ctx, id, tenant, actor, cs, d)
+		grant, err := s.admitGPUs(id, tenant, cs.m)
+		if err != nil {
+			return err
+		}
+		if err := s.recordDeploy0(ctx, id, tenant, actor, cs, d, grant); err != nil {
+			if grant != nil {
+				s.gpus.alloc.Release(id)
+			}
+			return err
+		}
+		return nil
 	})
 }
 
@@ -256,7 +267,7 @@ func idFree(ctx context.Context, q querier, id string) error {
 // recordDeploy0 writes the new agent, its first generation, its status and
 // the audit record (with the admission's decision d, when there was one)
 // in one transaction.
-func (s *Service) recordDeploy0(ctx context.Context, id, tenant, actor string, cs checkedSpec, d *policy.Decision) error {
+func (s *Service) recordDeploy0(ctx context.Context, id, tenant, actor string, cs checkedSpec, d *policy.Decision, grant *gpu.Grant) error {
 	now := store.FormatTime(s.now())
 	err := s.st.Write(ctx, func(tx *sql.Tx) error {
 		if err := idFree(ctx, tx, id); err != nil {
@@ -278,6 +289,9 @@ func (s *Service) recordDeploy0(ctx context.Context, id, tenant, actor string, c
 		if d != nil {
 			detail["policy"] = decisionDetail(d)
 		}
+		if grant != nil {
+			detail["gpu_grant"] = grantDetail(grant)
+		}
 		return s.st.AuditTx(ctx, tx, store.AuditEntry{Actor: actor, Action: "agents.deploy", Target: id, Detail: detail})
 	})
 	if err != nil {
@@ -293,9 +307,15 @@ func specDetail(cs checkedSpec, gen int64) map[string]any {
 	r := cs.m.Spec.Resources
 	return map[string]any{
 		"generation": gen, "image": cs.m.Spec.Image.Ref, "digest": cs.m.Spec.Image.Digest,
-		"isolation": cs.m.Spec.Isolation, "cpu": r.CPU, "memory": r.Memory, "pids": r.PIDs, "signer": cs.signer,
+		"isolation": cs.m.Spec.Isolation, "cpu": r.CPU, "memory": r.Memory, "pids": r.PIDs, "gpus": r.GPUs, "signer": cs.signer,
 		"config_keys": sortedKeys(cs.public), "secret_keys": sortedKeys(cs.secrets),
 	}
+}
+
+// grantDetail is what the audit log keeps of a grant: exactly the
+// devices admission chose.
+func grantDetail(g *gpu.Grant) map[string]any {
+	return map[string]any{"mode": g.Mode, "memory_bytes": g.MemoryBytes, "devices": g.CDIDevices()}
 }
 
 // Get returns one agent (deleted ones until their deletion completes).
@@ -349,7 +369,8 @@ func (s *Service) view(ctx context.Context, q querier, r agentRow) (Agent, error
 	m.Spec.Config = cfg
 	a := Agent{ID: r.ID, Tenant: r.Tenant, Manifest: m, Config: cfg, SecretKeys: keys, Desired: r.Desired,
 		Generation: r.Gen, PatchPending: r.PrevGen > 0, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		Status: statusView(r), NonCompliant: r.Flag}
+		Status: statusView(r), NonCompliant: r.Flag, GPUs: s.grantOf(r.ID)}
+	a.Status.Reason = s.reasonOf(r.ID, a.Status.Reason)
 	return a, nil
 }
 

@@ -56,6 +56,31 @@
 // (Compliance.Coverage) whenever the policies or the agents changed and
 // clears the flags no longer true. An admitted patch clears its own.
 //
+// # GPUs
+//
+// With WithGPUs (omertad passes gpu.Service's Allocator, Ready and
+// Status) an agent may ask for spec.resources.gpus; without it, or when
+// the GPU service found no driver or no GPU it supports, the manifest is
+// refused on that field with the reason, and a sandboxed agent is refused
+// on spec.isolation with the runtime's (SandboxGPUs: gVisor's nvproxy).
+// A deploy's GPUs are admitted inside the policy admission, after the
+// policy allowed it and before its row is written: a refusal (*GPUError,
+// ErrConflict, with the numbers) leaves no row, container, grant or audit
+// record. Each GPU is exclusive (the policy has no shared mode yet) and,
+// when the policy sets gpu.vram, must have its share of it free. The
+// container gets exactly the grant (runtime.Spec.GPUs: CDI devices by
+// UUID); the audit record names the devices. The grant is held from the
+// deploy to the end of the deletion, a disabled agent keeping it, since
+// its container keeps the devices; a patch may change the count only of
+// a disabled agent. Grants live in memory: after a restart Run waits for
+// the GPU service's first refresh and its first pass restores them from
+// the containers (runtime.Status.GPUs), admission answering
+// ErrUnavailable until then. Drift (GPUDrift, the GPU service's OnDrift,
+// or a GPU gone at restore) flags the agent: an audit record, its status
+// reason, an EventAgentState; it keeps running, and the next creation of
+// its container (a restart, an exit, a patch) admits it afresh. The GPU
+// service's telemetry is published per agent as EventGPU.
+//
 // Secret configuration values (format: secret in the manifest's
 // configSchema) are stored apart (agent_secrets) and reach the agent only
 // in its configuration file, mounted read-only at ConfigMountPath: never in

@@ -28,6 +28,9 @@ const (
 	// EventAgentPolicy: an agent's compliance with the policies in force
 	// changed (Data is PolicyData).
 	EventAgentPolicy EventType = "agent.policy"
+	// EventGPU: one agent's GPU use at a telemetry pass of the GPU
+	// service (Data is GPUSample).
+	EventGPU EventType = "telemetry.gpu"
 )
 
 // Event is one thing that happened, for the SSE stream.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/gpu"
 )
 
 // FakeRuntime is an in-memory Runtime for tests of this package and of the
@@ -188,6 +189,9 @@ func (f *FakeRuntime) Create(_ context.Context, s runtime.Spec) error {
 	if _, ok := f.images[s.Image]; !ok {
 		return fmt.Errorf("fake: image %s: %w", s.Image, runtime.ErrNotFound)
 	}
+	if s.GPUs != nil && s.Isolation == runtime.Sandbox {
+		return fmt.Errorf("fake: creating %s: %w: %s", s.ID, runtime.ErrUnsupported, fakeSandboxGPUs)
+	}
 	if f.CreateHook != nil {
 		if err := f.CreateHook(s); err != nil {
 			return err
@@ -256,7 +260,32 @@ func (f *FakeRuntime) Delete(_ context.Context, id string) error {
 
 func (c *fakeContainer) status(id string) runtime.Status {
 	return runtime.Status{ID: id, Image: c.spec.Image, Isolation: c.spec.Isolation, State: c.state, Pid: c.pid,
-		ExitCode: c.exitCode, ExitedAt: c.exitedAt, OOMKilled: c.oomKilled, Labels: c.spec.Labels}
+		ExitCode: c.exitCode, ExitedAt: c.exitedAt, OOMKilled: c.oomKilled, Labels: c.spec.Labels, GPUs: recordedGrant(c.spec.GPUs)}
+}
+
+// recordedGrant is what the real runtime reads back of a container's
+// grant from its label: agent, mode, memory and the devices, no label
+// or reservation.
+func recordedGrant(g *gpu.Grant) *gpu.Grant {
+	if g == nil {
+		return nil
+	}
+	out := &gpu.Grant{Agent: g.Agent, Mode: g.Mode, MemoryBytes: g.MemoryBytes}
+	for _, u := range g.Units {
+		out.Units = append(out.Units, gpu.GrantedGPU{UUID: u.UUID, CDIName: u.CDIName})
+	}
+	return out
+}
+
+// fakeSandboxGPUs is the fake's reason, worded as the real runtime's.
+const fakeSandboxGPUs = "sandbox isolation cannot have GPUs: gVisor nvproxy is not enabled on this appliance"
+
+// SandboxGPUs refuses as the real runtime does; the driver is named.
+func (f *FakeRuntime) SandboxGPUs(_ context.Context, driver string) error {
+	if driver == "" {
+		return fmt.Errorf("fake: %w: %s", runtime.ErrUnsupported, fakeSandboxGPUs)
+	}
+	return fmt.Errorf("fake: %w: %s (NVIDIA driver %s)", runtime.ErrUnsupported, fakeSandboxGPUs, driver)
 }
 
 func (f *FakeRuntime) Status(_ context.Context, id string) (runtime.Status, error) {

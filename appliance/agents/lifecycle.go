@@ -75,8 +75,23 @@ func (s *Service) Patch(ctx context.Context, id string, req PatchRequest) (Agent
 	if !changed {
 		return s.Get(ctx, id)
 	}
+	regrant, err := s.gpuCountChanged(ctx, row, cs.m)
+	if err != nil {
+		return Agent{}, err
+	}
 	err = s.admit(ctx, "patching", req.Actor, s.policyRequest(policy.OpPatch, row.ID, row.Tenant, cs), func(d *policy.Decision) error {
-		return s.recordPatch(ctx, row, req.Actor, cs, d)
+		if !regrant {
+			return s.recordPatch(ctx, row, req.Actor, cs, d)
+		}
+		undo, err := s.regrantGPUs(row, cs.m)
+		if err != nil {
+			return err
+		}
+		if err := s.recordPatch(ctx, row, req.Actor, cs, d); err != nil {
+			undo()
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return Agent{}, err
@@ -87,6 +102,26 @@ func (s *Service) Patch(ctx context.Context, id string, req PatchRequest) (Agent
 		return a, err
 	}
 	return a, gerr
+}
+
+// gpuCountChanged reports whether a patch changes the agent's GPU count.
+// An enabled agent's is refused: its running container holds the GPUs it
+// was created with until the new one runs, so a new grant could not be
+// made beside the old one; disabled, its container does not run.
+func (s *Service) gpuCountChanged(ctx context.Context, row agentRow, m *manifest.Manifest) (bool, error) {
+	cur, err := s.cachedManifest(ctx, row.ID, row.Gen)
+	if err != nil {
+		return false, err
+	}
+	from, to := cur.Spec.Resources.GPUs, m.Spec.Resources.GPUs
+	switch {
+	case from == to:
+		return false, nil
+	case row.Desired == DesiredEnabled:
+		return false, fmt.Errorf("agent %s: %w: changing its GPUs from %d to %d needs it disabled first: its container holds the GPUs it was created with",
+			quote(row.ID), ErrConflict, from, to)
+	}
+	return true, nil
 }
 
 // patched is the agent's spec with the request applied and checked, and
@@ -122,7 +157,7 @@ func (s *Service) patched(ctx context.Context, row agentRow, req PatchRequest) (
 		base.Spec.Resources = res
 	}
 	cfg := mergeConfig(mergeConfig(full, req.Config), req.Secrets)
-	cs, err := s.check(&base, cfg, req.Secrets)
+	cs, err := s.check(ctx, &base, cfg, req.Secrets)
 	if err != nil {
 		return checkedSpec{}, false, err
 	}
@@ -415,6 +450,7 @@ func (s *Service) finishDelete(ctx context.Context, id string) error {
 	}
 	s.specs.keep(func(k specKey) bool { return k.agent != id })
 	s.tel.drop(id)
+	s.releaseGPUs(id)
 	if s.limiter != nil {
 		s.limiter.Forget(id)
 	}

@@ -113,6 +113,14 @@ func (s *Service) ensureRunning(ctx context.Context, id string, gen int64) (star
 		if err := s.create(ctx, id, gen); err != nil {
 			return false, err
 		}
+	case st.State == runtime.Stopped && s.gpuDrifted(id):
+		// Its devices may be gone: it gets the GPUs admission gives now.
+		if err := s.rt.Delete(ctx, cid); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+			return false, fromRuntime("removing "+quote(cid)+", whose GPUs drifted", err)
+		}
+		if err := s.create(ctx, id, gen); err != nil {
+			return false, err
+		}
 	case st.State != runtime.Stopped:
 		return false, fmt.Errorf("%s is %s", quote(cid), st.State)
 	}
@@ -130,11 +138,16 @@ func (s *Service) ensureRunning(ctx context.Context, id string, gen int64) (star
 	return true, nil
 }
 
-// create writes the generation's configuration file and creates its
-// container. A snapshot left by a create that died half-way (container
-// record absent, snapshot present) is removed and the create retried once.
+// create has the generation's GPUs admitted, writes its configuration
+// file and creates its container with exactly the devices admission
+// chose. A snapshot left by a create that died half-way (container record
+// absent, snapshot present) is removed and the create retried once.
 func (s *Service) create(ctx context.Context, id string, gen int64) error {
 	sp, err := s.loadSpec(ctx, s.st.Read(), id, gen)
+	if err != nil {
+		return err
+	}
+	grant, err := s.gpusFor(ctx, id, sp.Manifest)
 	if err != nil {
 		return err
 	}
@@ -150,6 +163,7 @@ func (s *Service) create(ctx context.Context, id string, gen int64) error {
 		return err
 	}
 	spec := s.runtimeSpec(id, gen, sp.Manifest)
+	spec.GPUs = grant
 	err = s.rt.Create(ctx, spec)
 	if errors.Is(err, runtime.ErrExists) {
 		if _, serr := s.rt.Status(ctx, spec.ID); errors.Is(serr, runtime.ErrNotFound) {

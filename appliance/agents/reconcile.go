@@ -15,13 +15,18 @@ import (
 // maxReconnect bounds the wait between passes while containerd is down.
 const maxReconnect = 30 * time.Second
 
-// Run is the reconciler: a pass at once, then one every interval and
-// whenever a verb asks, until ctx ends; telemetry is sampled meanwhile.
-// While containerd does not answer it waits longer between passes (up to
-// 30 s) and marks the agents unknown; it never gives up. It returns nil
-// when ctx ends, after the tasks still running were cancelled.
+// Run is the reconciler: a pass at once (with GPUs, once the GPU
+// service's first refresh is done, so that the first pass restores the
+// running agents' grants), then one every interval and whenever a verb
+// asks, until ctx ends; telemetry is sampled meanwhile. While containerd
+// does not answer it waits longer between passes (up to 30 s) and marks
+// the agents unknown; it never gives up. It returns nil when ctx ends,
+// after the tasks still running were cancelled.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.tasks.stop()
+	if !s.awaitGPUs(ctx) {
+		return nil
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -79,6 +84,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	if s.setDown(false) {
 		s.log.Info("agents: containerd answers again")
 	}
+	s.restoreGPUs(ctx, rows, list)
 	byID := make(map[string]runtime.Status, len(list))
 	for _, c := range list {
 		byID[c.ID] = c

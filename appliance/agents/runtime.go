@@ -26,6 +26,9 @@ type Runtime interface {
 	Rotate(id string) (bool, error)
 	Orphans(ctx context.Context, known func(id string) bool) (runtime.Orphans, error)
 	Cleanup(ctx context.Context, o runtime.Orphans) error
+	// SandboxGPUs says why a sandboxed agent cannot have GPUs with the
+	// installed NVIDIA driver (always an error).
+	SandboxGPUs(ctx context.Context, driver string) error
 }
 
 var _ Runtime = (*runtime.Runtime)(nil)

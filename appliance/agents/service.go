@@ -80,6 +80,9 @@ type Service struct {
 	verifier   ImageVerifier
 	compliance Compliance
 	comp       complianceState
+
+	// gpus is GPU admission (gpus.go); nil when not configured.
+	gpus *gpuState
 }
 
 // Option configures a Service.

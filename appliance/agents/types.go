@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
+	"github.com/omertaos/omertaos/appliance/gpu"
 )
 
 // Desired is the state an operator asked for.
@@ -70,6 +71,10 @@ type Agent struct {
 	// NonCompliant is set while the agent fails the policies in force (a
 	// policy or tenant change since its admission); it keeps running.
 	NonCompliant *PolicyFlag `json:"nonCompliant,omitempty"`
+	// GPUs is the grant admission gave the agent: exactly the devices
+	// its container gets. Its Problem is set while the agent is flagged
+	// for GPU drift (a GPU lost, the driver replaced).
+	GPUs *gpu.Grant `json:"gpus,omitempty"`
 }
 
 // Status is the observed side of an agent.

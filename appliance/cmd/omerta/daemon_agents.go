@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -16,7 +17,9 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
 	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/gpu"
 	"github.com/omertaos/omertaos/appliance/policy"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
@@ -36,20 +39,22 @@ const agentsDir = "agents"
 const containerdDialTimeout = 2 * time.Second
 
 // agentsWiring is what wireAgents builds: the daemon services, the
-// agents API's handles, and the policy service that admits the agents.
+// agents API's handles, the policy service that admits the agents and
+// the GPU service that gives them GPUs.
 type agentsWiring struct {
 	services []daemon.Service
 	api      api.AgentsDeps
 	policy   *policy.Service
+	gpu      *gpu.Service
 }
 
 // policyLoadTimeout bounds reading the policies and tenants at start.
 const policyLoadTimeout = 30 * time.Second
 
 // wireAgents builds the agents domain: the containerd client and runtime,
-// the catalog, the policy service, the agents service (its reconciler runs
-// as a daemon service) admitted by it, the import of the bundled images,
-// and /metrics.
+// the catalog, the policy service, the GPU service, the agents service
+// (its reconciler runs as a daemon service) admitted by both, the import
+// of the bundled images, and /metrics.
 //
 // Nothing here waits for containerd. The client dials lazily and gRPC
 // reconnects with backoff; while containerd does not answer, omertad
@@ -83,10 +88,18 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 		cc.Close()
 		return agentsWiring{}, err
 	}
+	// The same: the GPU service tells the agents service of drift and
+	// telemetry, the agents service asks it for GPUs.
+	gpus, err := newGPUService(d, rt, nil, func() *agents.Service { return svc })
+	if err != nil {
+		cc.Close()
+		return agentsWiring{}, err
+	}
 	svc, err = agents.New(d.Store, rt, agents.WithLogger(d.Logger), agents.WithClock(d.Now),
 		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
 		agents.WithTelemetryInterval(a.TelemetryInterval),
-		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol))
+		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol),
+		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status))
 	if err != nil {
 		cc.Close()
 		return agentsWiring{}, fmt.Errorf("agents: %w", err)
@@ -94,11 +107,42 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	reg.MustRegister(svc.Collectors()...)
-	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), svc}
-	return agentsWiring{services: services, policy: pol, api: api.AgentsDeps{
+	reg.MustRegister(gpus.Collectors()...)
+	// The GPU service before the agents service, whose reconciler waits
+	// for its first refresh.
+	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), gpus, svc}
+	return agentsWiring{services: services, policy: pol, gpu: gpus, api: api.AgentsDeps{
 		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}}, nil
+}
+
+// newGPUService is the GPU service on the host: the CDI spec in its
+// /var/run/cdi, the driver's files under /, the agents' cgroups from
+// containerd for telemetry, refreshed at the probe's interval, with drift
+// and telemetry handed to the agents service (agent, set before any
+// service runs). lib is nil for the real NVML: on a machine without
+// NVIDIA's driver its Init fails, nothing else is asked of it, and the
+// service records why and idles.
+func newGPUService(d daemon.Deps, rt *runtime.Runtime, lib nvml.Interface, agent func() *agents.Service) (*gpu.Service, error) {
+	log := d.Logger.With("service", "gpu")
+	svc, err := gpu.NewService(gpu.ServiceConfig{
+		Root: rootfs.Host(), NVML: lib, CDI: gpu.CDIOptions{DriverRoot: "/"},
+		Cgroups:           func(ctx context.Context) (map[string]string, error) { return rt.Cgroups(ctx, agents.LabelAgent) },
+		RefreshInterval:   d.Config.Probe.Interval,
+		TelemetryInterval: d.Config.Agents.TelemetryInterval,
+		OnDrift: func(ctx context.Context, affected []gpu.Affected) {
+			if err := agent().GPUDrift(ctx, affected); err != nil && ctx.Err() == nil {
+				log.Error("flagging the agents whose GPUs drifted", "err", err)
+			}
+		},
+		OnUsage: func(u gpu.Usage) { agent().PublishGPUUsage(u) },
+		Logger:  log, Now: d.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("GPU service: %w", err)
+	}
+	return svc, nil
 }
 
 // newPolicy is the policy service on the daemon's store, under the

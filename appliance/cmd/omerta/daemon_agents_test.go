@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
 
 	"github.com/omertaos/omertaos/appliance/agents"
 	"github.com/omertaos/omertaos/appliance/agents/ctrtest"
@@ -21,6 +24,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
+	"github.com/omertaos/omertaos/appliance/gpu"
 	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/store"
 )
@@ -285,5 +289,83 @@ func TestWireAgentsAdmitsThroughPolicy(t *testing.T) {
 	cov, err := ag.policy.Coverage(ctx)
 	if err != nil || cov.Deployed != 1 || cov.Agents[0].Agent != "echo" || cov.Agents[0].Tenant != "acme" {
 		t.Errorf("coverage %+v %v", cov, err)
+	}
+}
+
+// TestWireAgentsWithoutNVIDIA: on a machine without NVIDIA's driver (this
+// one, the QEMU image, CI) omertad's agents domain wires and runs as
+// before: the GPU service, listed before the agents service, records why
+// and is ready at once, /metrics says there is no driver, the agents'
+// reconciler runs, and a manifest asking for a GPU is refused with the
+// reason while one without deploys as before.
+func TestWireAgentsWithoutNVIDIA(t *testing.T) {
+	if _, err := gpu.ReadInventory(nvml.New()); !errors.Is(err, gpu.ErrNoDriver) {
+		t.Skipf("this machine has an NVIDIA driver (NVML: %v); the test is for one without", err)
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(dir, "state.db"), store.WithSchemas(daemonSchemas...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := config.Default()
+	cfg.Daemon.StateDir = filepath.Join(dir, "state")
+	cfg.Agents.Containerd = filepath.Join(dir, "no-containerd.sock")
+	cfg.Agents.CatalogDir, cfg.Agents.BundledDir = filepath.Join(dir, "catalog"), filepath.Join(dir, "bundled")
+	cfg.Agents.LogDir, cfg.Agents.RunDir = filepath.Join(dir, "logs"), filepath.Join(dir, "run")
+	ag, err := wireAgents(daemon.Deps{Store: st, Config: cfg, Logger: slog.New(slog.DiscardHandler), Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range ag.services {
+		names = append(names, s.Name())
+	}
+	if strings.Join(names, " ") != bundledServiceID+" gpu agents" {
+		t.Fatalf("services %v; want the GPU service before the agents service", names)
+	}
+	done := make(chan error, len(ag.services))
+	for _, s := range ag.services[1:] {
+		go func() { done <- s.Run(ctx) }()
+	}
+	select {
+	case <-ag.gpu.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the GPU service is not ready after 10 s")
+	}
+	if gs := ag.gpu.Status(); gs.Available || !strings.Contains(gs.Reason, "NVIDIA management library unavailable") {
+		t.Errorf("GPU status %+v; want no driver, with the reason", gs)
+	}
+	rec := httptest.NewRecorder()
+	ag.api.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); !strings.Contains(body, `omerta_gpu_driver_info{kernel_modules="",version=""} 0`) {
+		t.Errorf("/metrics lacks the GPU driver gauge at 0:\n%s", body)
+	}
+	m, err := manifest.Parse(fmt.Appendf(nil, strings.Replace(e2eEntry, "pids: 32}", "pids: 32, gpus: 1}", 1), "omerta.test/echo:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ag.api.Service.Deploy(ctx, agents.DeployRequest{Manifest: m, Actor: "test"})
+	var ie *agents.InvalidError
+	if !errors.As(err, &ie) || len(ie.Problems) != 1 || ie.Problems[0].Path != "spec.resources.gpus" ||
+		!strings.Contains(ie.Problems[0].Reason, "no GPU can be given: NVIDIA management library unavailable") {
+		t.Errorf("a GPU deploy without a driver: %v", err)
+	}
+	m.Spec.Resources.GPUs = 0
+	if _, err := ag.api.Service.Deploy(ctx, agents.DeployRequest{Manifest: m, Actor: "test"}); !errors.Is(err, agents.ErrUnavailable) {
+		t.Errorf("a deploy without GPUs nor containerd: %v; want ErrUnavailable, as before", err)
+	}
+	cancel()
+	for range ag.services[1:] {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("a service returned %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a service did not stop in 20 s")
+		}
 	}
 }
