@@ -205,15 +205,6 @@ func waitAgentState(ctx context.Context, c *apiclient.Client, id, want string) (
 	}
 }
 
-// apiStatus is the HTTP status of an API error, 0 for none or another.
-func apiStatus(err error) int {
-	var e *apiclient.Error
-	if errors.As(err, &e) {
-		return e.Status
-	}
-	return 0
-}
-
 func randomPassword() (string, error) {
 	b := make([]byte, 18)
 	if _, err := rand.Read(b); err != nil {
