@@ -40,10 +40,10 @@ func BenchmarkDashboard(b *testing.B) {
 	benchRequest(b, e.s.App().Handler(), "/", admin)
 }
 
-// BenchmarkForwardAgents forwards GET /api/v1/agents (200 agents): the
-// answer decoded and encoded again.
+// BenchmarkForwardAgents forwards GET /api/v1/agents (200 agents) with
+// the client's Forward hidden: the answer decoded and encoded again.
 func BenchmarkForwardAgents(b *testing.B) {
-	e := newEnv(b, Limits{})
+	e := newEnvMode(b, Limits{}, false)
 	admin := e.signIn("alice", "admin")
 	e.fake.AddAgents(200)
 	benchRequest(b, e.s.App().Handler(), "/api/v1/agents", admin)
@@ -80,8 +80,8 @@ func TestPageConcurrencyBounded(t *testing.T) {
 	}
 }
 
-// BenchmarkForwardAgentsRaw is BenchmarkForwardAgents with a backend
-// that forwards raw (Forwarder): omertad's bytes copied.
+// BenchmarkForwardAgentsRaw is BenchmarkForwardAgents as the console runs:
+// the shared client's Forward, omertad's bytes copied.
 func BenchmarkForwardAgentsRaw(b *testing.B) {
 	e := newEnvMode(b, Limits{}, true)
 	admin := e.signIn("alice", "admin")

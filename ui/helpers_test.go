@@ -1,8 +1,6 @@
 package ui
 
 import (
-	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
-	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/ui/uitest"
 )
 
@@ -32,16 +29,18 @@ type env struct {
 
 func newEnv(t testing.TB, lim Limits) *env { return newEnvMode(t, lim, false) }
 
-// newEnvMode is newEnv with, when raw, a backend that forwards raw (see
-// Forwarder) as a client that offers it would.
+// newEnvMode is newEnv with the shared client's raw forwarding (see
+// Forwarder) when raw, as the console runs; without raw, the client's
+// Forward is hidden, so that the console decodes and encodes each answer
+// (its path for a backend that cannot forward raw).
 func newEnvMode(t testing.TB, lim Limits, raw bool) *env {
 	t.Helper()
 	fake := uitest.Start(t)
 	client := fake.Client()
 	t.Cleanup(client.Close)
 	var be Backend = ClientBackend{C: client}
-	if raw {
-		be = rawBackend{c: client, socket: fake.Socket}
+	if !raw {
+		be = typedBackend{be}
 	}
 	s, err := New(Options{Backend: be, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Limits: lim})
 	if err != nil {
@@ -213,43 +212,13 @@ func brokenClient(t testing.TB) *apiclient.Client {
 	return c
 }
 
-// rawBackend is the API client plus a Forward of the shape Forwarder asks
-// for, written here over the fake's socket with the contract's headers.
-type rawBackend struct {
-	c      *apiclient.Client
-	socket string
-}
+// typedBackend hides the client's Forward.
+type typedBackend struct{ b Backend }
 
-func (b rawBackend) For(id Identity) API {
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", b.socket)
-	}}
-	return rawAPI{Client: ClientBackend{C: b.c}.For(id).(*apiclient.Client), hc: &http.Client{Transport: tr}, id: id}
-}
+func (t typedBackend) For(id Identity) API { return typedAPI{t.b.For(id)} }
 
-type rawAPI struct {
-	*apiclient.Client
-	hc *http.Client
-	id Identity
-}
-
-func (r rawAPI) Forward(ctx context.Context, method, pathQuery string, header http.Header, body []byte, stream bool) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://omertad"+pathQuery, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header = header.Clone()
-	for k, v := range map[string]string{apitype.HeaderSession: r.id.Session, apitype.HeaderCSRF: r.id.CSRF, apitype.HeaderClientAddr: r.id.ClientAddr} {
-		if v != "" {
-			req.Header.Set(k, v)
-		}
-	}
-	if r.id.Bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+r.id.Bearer)
-	}
-	return r.hc.Do(req)
-}
+// typedAPI is every call of API and nothing else: no Forward.
+type typedAPI struct{ API }
 
 // bothModes runs f with the typed forwarding and with the raw one.
 func bothModes(t *testing.T, f func(t *testing.T, raw bool)) {

@@ -88,12 +88,12 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		go func() { defer wg.Done(); f() }()
 	}
 	run(can(w, actReportsRead), &d.Report.Hidden, func() {
-		r, err := a.Report(ctx)
-		fill(&d.Report, summarizeReport(r), err)
+		r, err := s.reports.get(ctx, a)
+		fill(&d.Report, r, err)
 	})
 	run(can(w, actProbeRead), &d.Probe.Hidden, func() {
-		p, err := a.Probe(ctx)
-		fill(&d.Probe, summarizeProbe(p), err)
+		p, err := s.probes.get(ctx, a)
+		fill(&d.Probe, p, err)
 	})
 	run(can(w, actAgentsRead), &d.Agents.Hidden, func() {
 		sum, err := a.AgentsSummary(ctx)
@@ -126,8 +126,26 @@ func anyUnauthorized(statuses ...int) bool {
 	return false
 }
 
-// recentAudit is the last n records of the audit log, newest first.
+// recentAudit is the last n records of the audit log, newest first. Once
+// the console has seen the log's head, one call reads the n records up to
+// it and whatever came after: that is the end of the log when it answers
+// with fewer than a full page, starting right after what was asked for (a
+// log that no longer holds the head seen, a new database, does not).
+// Otherwise the head is found first (auditHead).
 func (s *Server) recentAudit(ctx context.Context, a API, n int) ([]apitype.AuditRecord, error) {
+	if seen := s.auditSeen.Load(); seen > 0 {
+		from := max(0, seen-int64(n))
+		recs, err := a.Audit(ctx, from, apitype.MaxListLimit)
+		if err != nil {
+			return nil, err
+		}
+		if k := len(recs); k > 0 && k < apitype.MaxListLimit && recs[0].Seq == from+1 && recs[k-1].Seq >= seen {
+			s.auditSeen.Store(recs[k-1].Seq)
+			recs = recs[max(0, k-n):]
+			slices.Reverse(recs)
+			return recs, nil
+		}
+	}
 	head, err := s.auditHead(ctx, a)
 	if err != nil {
 		return nil, err

@@ -75,6 +75,34 @@ func (s *Server) loadTasks(c *fiber.Ctx, d *tasksData) {
 		}()
 	}
 	wg.Wait()
+	d.Tasks.V = withWatched(d.Tasks.V, d.Task)
+}
+
+// withWatched puts the watched task, read by a call of its own, in the
+// list in place of its row when it is further along: the two calls run
+// side by side, and a list read first must not show RUNNING beside the
+// result of a task that has ended. A task's state only moves forward.
+func withWatched(list []apitype.Task, watched part[apitype.Task]) []apitype.Task {
+	if watched.Err != "" || watched.Missing || watched.V.ID == "" {
+		return list
+	}
+	for i := range list {
+		if list[i].ID == watched.V.ID && taskStage(watched.V.State) >= taskStage(list[i].State) {
+			list[i] = watched.V
+		}
+	}
+	return list
+}
+
+// taskStage orders a task's states: pending, running, ended.
+func taskStage(state string) int {
+	switch {
+	case apitype.TaskFinal(state):
+		return 2
+	case state == apitype.TaskRunning:
+		return 1
+	}
+	return 0
 }
 
 func (s *Server) taskSubmit(c *fiber.Ctx) error {

@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/ui/uitest"
 )
 
@@ -330,4 +332,130 @@ func TestOmertadDownIsExplained(t *testing.T) {
 	wantContains(t, body, "omertad did not answer", "systemctl status omertad")
 	resp, body = e.get("/api/v1/agents", &admin)
 	wantStatus(t, resp, body, http.StatusBadGateway)
+}
+
+// formOf returns the <form> start tag around the element with data-testid
+// id, or "" when the page has none.
+func formOf(body, id string) string {
+	i := strings.Index(body, `data-testid="`+id+`"`)
+	if i < 0 {
+		return ""
+	}
+	start := strings.LastIndex(body[:i], "<form")
+	if start < 0 {
+		return ""
+	}
+	end := strings.Index(body[start:], ">")
+	return body[start : start+end+1]
+}
+
+// TestAgentActionsFollowDesired: the agent page renders every action and
+// hides those that do not fit the desired state, so that live.js can show
+// Enable and hide Disable when the agent is disabled elsewhere, without a
+// reload. Before, only the actions of the state at load time were
+// rendered and a disabled agent's page kept offering Disable.
+func TestAgentActionsFollowDesired(t *testing.T) {
+	e := newEnv(t, Limits{})
+	op := e.signIn("olga", "operator")
+	e.fake.AddAgents(1)
+	check := func(when string, hidden map[string]bool) {
+		t.Helper()
+		_, body := e.get("/agents/agent-000", &op)
+		for id, want := range hidden {
+			tag := formOf(body, id)
+			if tag == "" {
+				t.Errorf("%s: no form for %s: every action is rendered, the unfitting ones hidden", when, id)
+				continue
+			}
+			if got := strings.Contains(tag, " hidden"); got != want {
+				t.Errorf("%s: %s hidden = %v, want %v (%s)", when, id, got, want, tag)
+			}
+			if !strings.Contains(tag, "data-when-desired=") && !strings.Contains(tag, "data-unless-desired=") {
+				t.Errorf("%s: %s does not say which desired state it fits: live.js cannot follow it (%s)", when, id, tag)
+			}
+		}
+	}
+	check("enabled", map[string]bool{"action-enable": true, "action-restart": false, "action-disable": false})
+	resp, body := e.post("/agents/agent-000", form(CSRFField, op.csrf, "action", "disable"), &op)
+	wantStatus(t, resp, body, http.StatusSeeOther)
+	check("disabled", map[string]bool{"action-enable": false, "action-restart": true, "action-disable": true})
+}
+
+// TestWatchedTaskInTheList: the tasks page reads the list and the watched
+// task side by side; the list's row of the watched task shows the state
+// of whichever read is further along, so a finished task's result is
+// never shown beside a RUNNING row.
+func TestWatchedTaskInTheList(t *testing.T) {
+	list := func(states ...string) []apitype.Task {
+		var out []apitype.Task
+		for i, s := range states {
+			out = append(out, apitype.Task{ID: "task-" + strconv.Itoa(i), State: s})
+		}
+		return out
+	}
+	watched := func(id, state string) part[apitype.Task] {
+		return part[apitype.Task]{V: apitype.Task{ID: id, State: state}}
+	}
+	for _, tc := range []struct {
+		name    string
+		list    []apitype.Task
+		watched part[apitype.Task]
+		want    []string
+	}{
+		{"list read while running", list("RUNNING", "SUCCEEDED"), watched("task-0", "SUCCEEDED"), []string{"SUCCEEDED", "SUCCEEDED"}},
+		{"list read while pending", list("PENDING"), watched("task-0", "RUNNING"), []string{"RUNNING"}},
+		{"task read first", list("FAILED"), watched("task-0", "RUNNING"), []string{"FAILED"}},
+		{"another task", list("RUNNING"), watched("task-9", "SUCCEEDED"), []string{"RUNNING"}},
+		{"watched failed to load", list("RUNNING"), part[apitype.Task]{Err: "omertad did not answer"}, []string{"RUNNING"}},
+		{"no list", nil, watched("task-0", "SUCCEEDED"), nil},
+	} {
+		got := withWatched(tc.list, tc.watched)
+		var states []string
+		for _, t := range got {
+			states = append(states, t.State)
+		}
+		if !reflect.DeepEqual(states, tc.want) {
+			t.Errorf("%s: states %v, want %v", tc.name, states, tc.want)
+		}
+	}
+}
+
+// TestDashboardAuditOneCall: once the console has seen the audit log's
+// head, the dashboard's latest records cost one call to omertad, and they
+// are still the newest ones, new records among them.
+func TestDashboardAuditOneCall(t *testing.T) {
+	e := newEnv(t, Limits{})
+	admin := e.signIn("alice", "admin")
+	e.fake.AddAgents(1)
+	act := func() {
+		for _, verb := range []string{"disable", "enable"} {
+			resp, body := e.post("/agents/agent-000", form(CSRFField, admin.csrf, "action", verb), &admin)
+			wantStatus(t, resp, body, http.StatusSeeOther)
+		}
+	}
+	for range 6 {
+		act()
+	}
+	e.get("/", &admin) // finds the head
+	for round := range 2 {
+		n := len(e.fake.Hits())
+		_, body := e.get("/", &admin)
+		calls := 0
+		for _, h := range e.fake.Hits()[n:] {
+			if strings.HasPrefix(h, "GET /api/v1/audit") {
+				calls++
+			}
+		}
+		if calls != 1 {
+			t.Errorf("round %d: %d calls for the audit section, want 1: %v", round, calls, e.fake.Hits()[n:])
+		}
+		recs := e.fake.Audit()
+		for i, r := range recs {
+			row := "<tr><td>" + strconv.FormatInt(r.Seq, 10) + "</td>"
+			if shown := strings.Contains(body, row); shown != (i >= len(recs)-dashboardAudit) {
+				t.Errorf("round %d: record %d of %d shown: %v", round, r.Seq, len(recs), shown)
+			}
+		}
+		act() // new records for the next round
+	}
 }

@@ -315,21 +315,24 @@ func (s *Server) forwardError(c *fiber.Ctx, err error) error {
 }
 
 // streamHeartbeat is the time between keep-alive comments on a forwarded
-// stream: a browser that went away shows only when a write fails, so this
-// is also how long a dead stream holds its slot (and omertad's).
+// stream, which keep proxies from closing a quiet one. A browser that
+// goes away is seen at once (see hangup), not at the next comment.
 var streamHeartbeat = 15 * time.Second
 
 // sendStream copies a stream to the client as it comes. It runs after the
 // handler returned, in fasthttp's body writer; the stream ends when the
-// client goes away (a failed write or Flush), when omertad ends it, or at
-// Shutdown.
+// client goes away (its hangup, a failed write or Flush), when omertad
+// ends it, or at Shutdown.
 func (s *Server) sendStream(c *fiber.Ctx, sa *sseAnswer, done func()) error {
 	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
 	c.Set("X-Accel-Buffering", "no")
+	c.Response().SetConnectionClose() // see hangup
 	conn, timeout, stop := c.Context().Conn(), s.limits.Write, s.ctx.Done()
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer done()
 		defer sa.close()
+		hup := watchHangup(conn)
+		defer hup.Stop()
 		msgs := make(chan string)
 		go func() {
 			defer close(msgs)
@@ -345,7 +348,7 @@ func (s *Server) sendStream(c *fiber.Ctx, sa *sseAnswer, done func()) error {
 				}
 			}
 		}()
-		pumpStream(w, conn, timeout, msgs, stop)
+		pumpStream(w, conn, timeout, msgs, stop, hup.Gone())
 		sa.close() // ends the reader's call
 		for range msgs {
 		}
@@ -356,7 +359,7 @@ func (s *Server) sendStream(c *fiber.Ctx, sa *sseAnswer, done func()) error {
 // pumpStream writes each message, and a comment every streamHeartbeat.
 // Each write gets a fresh deadline: a stream stays open while the browser
 // reads it, and one that stops reading is cut off after timeout.
-func pumpStream(w *bufio.Writer, conn net.Conn, timeout time.Duration, msgs <-chan string, done <-chan struct{}) {
+func pumpStream(w *bufio.Writer, conn net.Conn, timeout time.Duration, msgs <-chan string, done, gone <-chan struct{}) {
 	write := func(s string) bool {
 		if conn != nil {
 			_ = conn.SetWriteDeadline(time.Now().Add(timeout))
@@ -375,6 +378,8 @@ func pumpStream(w *bufio.Writer, conn net.Conn, timeout time.Duration, msgs <-ch
 		select {
 		case <-done:
 			write("event: " + apitype.EventShutdown + "\ndata: {}\n\n")
+			return
+		case <-gone:
 			return
 		case <-hb.C:
 			if !write(": heartbeat\n\n") {

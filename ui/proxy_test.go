@@ -3,6 +3,7 @@ package ui
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -397,4 +398,65 @@ func testNoCredentialsNoForward(t *testing.T, raw bool) {
 	resp, body := e.get("/api/v1/setup", nil)
 	wantStatus(t, resp, body, http.StatusOK)
 	wantContains(t, body, `"done":true`)
+}
+
+// TestHangupFreesStreamSlot: a browser that leaves a live page gives its
+// stream slot back at once, and the console ends its call to omertad, so
+// omertad's slot goes too; neither waits for a heartbeat (both are an hour
+// away here). Until then a person who opened and left a few live pages
+// found the next page's stream refused.
+func TestHangupFreesStreamSlot(t *testing.T) { bothModes(t, testHangupFreesStreamSlot) }
+
+func testHangupFreesStreamSlot(t *testing.T, raw bool) {
+	old, oldFake := streamHeartbeat, uitest.Heartbeat
+	streamHeartbeat, uitest.Heartbeat = time.Hour, time.Hour
+	t.Cleanup(func() { streamHeartbeat, uitest.Heartbeat = old, oldFake })
+	e := newEnvMode(t, Limits{Streams: 1}, raw)
+	admin := e.signIn("alice", "admin")
+	e.fake.AddAgents(1)
+	addr, _ := e.serveTLS()
+	for _, path := range []string{"/api/v1/events?types=agent.state", "/api/v1/agents/agent-000/logs?follow=true"} {
+		for i := range 3 {
+			if status := openAndDrop(t, addr, path, admin.cookie); status != http.StatusOK {
+				t.Fatalf("%s, stream %d after %d dropped: HTTP %d; the dropped stream still holds the slot", path, i+1, i, status)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for len(e.s.streams) != 0 || e.fake.Streams() != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: 2 s after the browser hung up: %d console slots held, %d streams open at omertad", path, len(e.s.streams), e.fake.Streams())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// openAndDrop asks the console for a stream over TLS, reads the status
+// line and the stream's first line, and hangs up as a browser leaving the
+// page does.
+func openAndDrop(t *testing.T, addr, path, cookie string) int {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // a test's own certificate
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nAccept: text/event-stream\r\nSec-Fetch-Site: same-origin\r\nCookie: " + cookie + "\r\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %s: %v", path, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			t.Fatalf("reading the stream of %s: %v", path, err)
+		}
+		if !resp.Close {
+			t.Errorf("%s: a stream's answer without Connection: close", path)
+		}
+	}
+	return resp.StatusCode
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -67,22 +68,8 @@ func (s *Server) forwardRaw(c *fiber.Ctx, fw Forwarder, rt *route, params map[st
 	h.Set("Accept", accept)
 	stream := isStream(rt, q)
 	if !stream {
-		defer release()
-		ctx, cancel := callCtx(c)
-		defer cancel()
-		resp, err := fw.Forward(ctx, rt.method, pq, h, c.Body(), false)
-		if err != nil {
-			return s.forwardError(c, err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedAnswer+1))
-		if err != nil || len(body) > maxForwardedAnswer {
-			return c.Status(fiber.StatusBadGateway).JSON(apitype.Error{Error: "omertad's answer could not be read whole"})
-		}
-		copyAnswerHeaders(c, resp.Header)
-		c.Status(resp.StatusCode)
-		c.Response().SetBodyRaw(body)
-		return nil
+		release()
+		return s.forwardAnswer(c, fw, rt.method, pq, h)
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	resp, err := fw.Forward(ctx, rt.method, pq, h, nil, true)
@@ -102,14 +89,85 @@ func (s *Server) forwardRaw(c *fiber.Ctx, fw Forwarder, rt *route, params map[st
 		return nil
 	}
 	c.Set("X-Accel-Buffering", "no")
+	c.Response().SetConnectionClose() // see hangup
 	conn, timeout := c.Context().Conn(), s.limits.Write
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
 		defer cancel()
 		defer resp.Body.Close()
+		hup := watchHangup(conn)
+		defer hup.Stop()
+		// The browser gone ends the call to omertad, and so the copy.
+		go func() {
+			select {
+			case <-hup.Gone():
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
 		copyStream(w, resp.Body, conn, timeout)
 	})
 	return nil
+}
+
+// forwardAnswer sends one call on and passes omertad's answer back. An
+// answer of known length within maxForwardedAnswer is copied to the
+// browser as it comes, after the handler returns, so that the console
+// never holds a copy of it (a list of 200 agents is 300 KB, and fifty
+// browsers may ask at once); the call's context ends when the copy does.
+// Any other answer is read whole first, and refused past the bound.
+func (s *Server) forwardAnswer(c *fiber.Ctx, fw Forwarder, method, pq string, h http.Header) error {
+	ctx, cancel := callCtx(c)
+	resp, err := fw.Forward(ctx, method, pq, h, c.Body(), false)
+	if err != nil {
+		cancel()
+		return s.forwardError(c, err)
+	}
+	if n := resp.ContentLength; n >= 0 && n <= maxForwardedAnswer {
+		copyAnswerHeaders(c, resp.Header)
+		c.Status(resp.StatusCode)
+		c.Response().SetBodyStream(&answerBody{ReadCloser: resp.Body, done: cancel}, int(n))
+		return nil
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedAnswer+1))
+	if err != nil || len(body) > maxForwardedAnswer {
+		return c.Status(fiber.StatusBadGateway).JSON(apitype.Error{Error: "omertad's answer could not be read whole"})
+	}
+	copyAnswerHeaders(c, resp.Header)
+	c.Status(resp.StatusCode)
+	c.Response().SetBodyRaw(body)
+	return nil
+}
+
+// answerBody is omertad's answer as the body fasthttp copies; fasthttp
+// closes it when the copy ends, however it ends.
+type answerBody struct {
+	io.ReadCloser
+	done func()
+}
+
+func (b *answerBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.done()
+	return err
+}
+
+// copyBufs are the buffers answers are copied through.
+var copyBufs = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+// WriteTo copies the answer in pieces of up to 32 KiB. fasthttp would
+// copy it through its connection's 4 KiB buffer, and TLS would send a
+// record, and the kernel a write, for each 4 KiB; a larger piece goes
+// past the empty buffer to TLS whole, in full 16 KiB records. (A list of
+// 200 agents is 300 KB.)
+func (b *answerBody) WriteTo(w io.Writer) (int64, error) {
+	buf := copyBufs.Get().(*[32 << 10]byte)
+	defer copyBufs.Put(buf)
+	// The wrappers hide ReadFrom and WriteTo, which would lead back to
+	// the small buffer.
+	return io.CopyBuffer(struct{ io.Writer }{w}, struct{ io.Reader }{b.ReadCloser}, buf[:])
 }
 
 // answerHeaders are the headers of omertad's answer passed on; the rest
@@ -125,8 +183,9 @@ func copyAnswerHeaders(c *fiber.Ctx, h http.Header) {
 }
 
 // copyStream copies omertad's stream, its keep-alive comments included,
-// flushing each read so that events reach the browser at once; a browser
-// that went away shows as a failed write at the next event or comment.
+// flushing each read so that events reach the browser at once. It ends
+// with omertad's stream: a browser that went away ends the call (see
+// forwardRaw), else shows as a failed write.
 // Each write gets a fresh deadline: a stream stays open while the browser
 // reads it, and one that stops reading is cut off after timeout.
 func copyStream(w *bufio.Writer, r io.Reader, conn net.Conn, timeout time.Duration) {

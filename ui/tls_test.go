@@ -331,3 +331,17 @@ func TestFloodStaysBounded(t *testing.T) {
 		t.Errorf("console peak RSS %d MiB under the flood, more than %d MiB", peak>>20, limit>>20)
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		opt  int64
+		env  string
+		want int64
+	}{
+		{0, "", DefaultMemoryLimit}, {32 << 20, "", 32 << 20}, {-1, "", 0}, {0, "40MiB", 0}, {32 << 20, "off", 0},
+	} {
+		if got := memoryLimit(tc.opt, tc.env); got != tc.want {
+			t.Errorf("memoryLimit(%d, %q) = %d, want %d", tc.opt, tc.env, got, tc.want)
+		}
+	}
+}

@@ -233,20 +233,40 @@ func (s *Server) agentRoutes(r fiber.Router) {
 	r.Post("/tasks/:id/cancel", s.cancelTask)
 }
 
+// listAgents answers GET /agents. An *agents.Service's list is a function
+// of the database alone (the agents' rows, specs and secret names; nothing
+// from memory), and the same for every caller allowed to read it, so its
+// encoded answer is kept until the database changes: making it costs two
+// queries per agent, and the console's agents page and the API ask often.
+// Should the list ever carry state that is not in the database (live
+// telemetry), this cache must go.
 func (s *Server) listAgents(c *fiber.Ctx) error {
-	as, err := s.deps.Agents.Service.List(c.UserContext())
+	ctx := c.UserContext()
+	build := func() ([]byte, error) { return s.agentListJSON(ctx) }
+	_, pure := s.deps.Agents.Service.(*agents.Service)
+	b, err := s.fromDB(ctx, pure, &s.agentList, build)
 	if err != nil {
 		return s.fail(c, err)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
+}
+
+// agentListJSON is GET /agents's answer, made afresh.
+func (s *Server) agentListJSON(ctx context.Context) ([]byte, error) {
+	as, err := s.deps.Agents.Service.List(ctx)
+	if err != nil {
+		return nil, err
 	}
 	out := apitype.AgentList{Agents: make([]apitype.Agent, 0, len(as))}
 	for i := range as {
 		v, err := agentView(&as[i])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		out.Agents = append(out.Agents, v)
 	}
-	return c.JSON(out)
+	return json.Marshal(out)
 }
 
 func (s *Server) getAgent(c *fiber.Ctx) error {

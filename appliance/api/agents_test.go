@@ -84,7 +84,14 @@ type agentsEnv struct {
 	srv    *Server
 }
 
-func newAgentsEnv(t *testing.T, opts ...func(*AgentsDeps)) *agentsEnv {
+func newAgentsEnv(t testing.TB, opts ...func(*AgentsDeps)) *agentsEnv {
+	t.Helper()
+	return newAgentsEnvEvery(t, 20*time.Millisecond, opts...)
+}
+
+// newAgentsEnvEvery is newAgentsEnv with the reconciler and telemetry
+// running every interval.
+func newAgentsEnvEvery(t testing.TB, interval time.Duration, opts ...func(*AgentsDeps)) *agentsEnv {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(agents.Schema, catalog.Schema))
@@ -95,7 +102,7 @@ func newAgentsEnv(t *testing.T, opts ...func(*AgentsDeps)) *agentsEnv {
 	rt := agents.NewFakeRuntime(filepath.Join(dir, "logs"), nil)
 	rt.AddImage(runtime.Image{Name: testImage, Digest: testDigest, Manifest: testDigest})
 	svc, err := agents.New(st, rt, agents.WithStateDir(filepath.Join(dir, "agents")), agents.WithStopGrace(0),
-		agents.WithInterval(20*time.Millisecond), agents.WithTelemetryInterval(20*time.Millisecond),
+		agents.WithInterval(interval), agents.WithTelemetryInterval(interval),
 		agents.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +132,7 @@ func newAgentsEnv(t *testing.T, opts ...func(*AgentsDeps)) *agentsEnv {
 }
 
 // serveWithServer is serve, also returning the Server (for Shutdown).
-func serveWithServer(t *testing.T, d Deps) (served, *Server) {
+func serveWithServer(t testing.TB, d Deps) (served, *Server) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "api")
 	if err != nil {
@@ -149,7 +156,7 @@ func serveWithServer(t *testing.T, d Deps) (served, *Server) {
 	return served{c: c, st: d.Store, sock: sock}, srv
 }
 
-func (e *agentsEnv) deploy(t *testing.T, id string) apitype.Agent {
+func (e *agentsEnv) deploy(t testing.TB, id string) apitype.Agent {
 	t.Helper()
 	a, err := e.c.DeployAgent(context.Background(), apitype.AgentDeploy{Entry: "tool", ID: id,
 		Config: map[string]any{"mode": "fast"}, Secrets: map[string]any{"api_key": testSecret}})

@@ -70,12 +70,14 @@ type Limits struct {
 	Idle time.Duration
 }
 
-// DefaultLimits fit a GET-only API whose callers are the CLI and the
-// console: small requests, a few dozen connections at most.
+// DefaultLimits fit an API whose callers are the CLI and the console:
+// small requests; connections for the console's streams (DefaultMaxStreams,
+// each holding one), its page calls (up to 64 pages in flight, a few calls
+// each) and the CLI.
 var DefaultLimits = Limits{
 	Body:   64 << 10,
 	Header: 8 << 10,
-	Conns:  64,
+	Conns:  128,
 	Read:   10 * time.Second,
 	Write:  30 * time.Second,
 	Idle:   time.Minute,
@@ -111,6 +113,12 @@ type Server struct {
 	limits Limits
 	log    *slog.Logger
 	agents agentsState
+	report reportCache
+	// dbv is the database's version, for answers cached until it changes
+	// (agentList: GET /agents; probeAnswer: GET /probe).
+	dbv         *dbVersion
+	agentList   answerCache
+	probeAnswer answerCache
 	// openapi is the document of the routes registered (openapi.go).
 	openapi []byte
 }
@@ -120,7 +128,7 @@ func New(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.Default()
 	}
-	s := &Server{deps: d, limits: d.Limits.withDefaults(), log: d.Logger, agents: newAgentsState(d.Agents)}
+	s := &Server{deps: d, limits: d.Limits.withDefaults(), log: d.Logger, agents: newAgentsState(d.Agents), dbv: &dbVersion{st: d.Store}}
 	s.app = fiber.New(fiber.Config{
 		AppName:               "omertad",
 		DisableStartupMessage: true,
@@ -174,6 +182,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeStreams() // streams never finish on their own
+	defer s.dbv.close()
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		return s.app.Shutdown()

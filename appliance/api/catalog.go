@@ -110,8 +110,7 @@ func redactedManifest(m *manifest.Manifest) (json.RawMessage, error) {
 	}
 	out := *m
 	if out.Spec.Config != nil {
-		cs, ps := manifest.CompileConfigSchema(out.Spec.ConfigSchema, "spec.configSchema")
-		if len(ps) > 0 || cs == nil {
+		if cs := compiledSchemas.compile(out.Spec.ConfigSchema); cs == nil {
 			// Without a schema nothing says which values are secret:
 			// show none of them.
 			out.Spec.Config = map[string]any{}

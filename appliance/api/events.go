@@ -23,14 +23,16 @@ type EventSource interface {
 
 // Bounds of the event stream.
 const (
-	// DefaultHeartbeat is the time between keep-alive comments. A client
-	// gone away shows only when a write fails, so this is also how long a
-	// dead stream can hold its slot.
+	// DefaultHeartbeat is the time between keep-alive comments, which
+	// keep proxies from closing a quiet stream. A client that goes away
+	// is seen at once (see hangup), not at the next heartbeat.
 	DefaultHeartbeat = 15 * time.Second
-	// DefaultMaxStreams bounds the event and log streams open at once,
-	// well below Limits.Conns, so that streams cannot take every
-	// connection the API serves.
-	DefaultMaxStreams = 16
+	// DefaultMaxStreams bounds the event and log streams open at once:
+	// as many as the console forwards (its Limits.Streams, 32), so that
+	// the console's bound is the one a browser meets, and well below
+	// Limits.Conns, so that streams cannot take every connection the
+	// API serves.
+	DefaultMaxStreams = 32
 	maxFilterValue    = 256
 )
 
@@ -61,16 +63,25 @@ func (s *Server) events(c *fiber.Ctx) error {
 		return err
 	}
 	sub := s.deps.Agents.Events.Subscribe(context.Background(), f)
-	conn := c.Context().Conn()
-	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
-	c.Set(fiber.HeaderCacheControl, "no-store")
-	c.Set("X-Accel-Buffering", "no")
+	conn := streamHeaders(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
 		defer sub.Close()
-		s.streamEvents(newStreamWriter(w, conn, s.limits.Write), sub)
+		sw := newStreamWriter(w, conn, s.limits.Write)
+		defer sw.close()
+		s.streamEvents(sw, sub)
 	})
 	return nil
+}
+
+// streamHeaders sets the headers of an event stream and returns its
+// connection. The connection closes after the stream (see hangup).
+func streamHeaders(c *fiber.Ctx) net.Conn {
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set("X-Accel-Buffering", "no")
+	c.Response().SetConnectionClose()
+	return c.Context().Conn()
 }
 
 // streamSlot takes one of the stream slots, or refuses with 503.
@@ -111,6 +122,8 @@ func (s *Server) streamEvents(w *streamWriter, sub *agents.Subscription) {
 		select {
 		case <-s.agents.done:
 			w.write("event: " + apitype.EventShutdown + "\ndata: {}\n\n")
+			return
+		case <-w.gone():
 			return
 		case <-hb.C:
 			if !w.write(": heartbeat\n\n") {
@@ -176,16 +189,25 @@ func telemetryView(x agents.Sample) apitype.Telemetry {
 // deadline (Limits.Write) per response; a stream lives longer, so each
 // write here gives the connection a new deadline: a stream stays open as
 // long as the client reads, and a client that stops reading is cut off
-// after Limits.Write. A client gone away shows as a failed Flush.
+// after Limits.Write. A client that hangs up is seen at once by the
+// writer's hangup watch (gone), and as a failed Flush.
 type streamWriter struct {
 	w       *bufio.Writer
 	conn    net.Conn
 	timeout time.Duration
+	hup     *hangup
 }
 
 func newStreamWriter(w *bufio.Writer, conn net.Conn, timeout time.Duration) *streamWriter {
-	return &streamWriter{w: w, conn: conn, timeout: timeout}
+	return &streamWriter{w: w, conn: conn, timeout: timeout, hup: watchHangup(conn)}
 }
+
+// gone is closed when the client has gone away.
+func (s *streamWriter) gone() <-chan struct{} { return s.hup.Gone() }
+
+// close ends the hangup watch; the stream writer calls it before it
+// returns.
+func (s *streamWriter) close() { s.hup.Stop() }
 
 func (s *streamWriter) write(msg string) bool {
 	return s.writeBytes([]byte(msg))

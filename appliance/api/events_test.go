@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -254,4 +257,56 @@ func TestSplitRune(t *testing.T) {
 			t.Errorf("splitRune(%q) = %q, %q; want %q, %q", tt.in, text, rest, tt.text, tt.rest)
 		}
 	}
+}
+
+// TestHangupFreesStreamSlot: a client that hangs up gives its stream slot
+// back at once, not at the next heartbeat (here an hour away): a browser
+// leaving a live page must not keep one of the few slots.
+func TestHangupFreesStreamSlot(t *testing.T) {
+	e := newAgentsEnv(t, func(d *AgentsDeps) { d.MaxStreams = 1; d.Heartbeat = time.Hour })
+	e.deploy(t, "tool")
+	e.waitState(t, "tool", "running")
+	for _, path := range []string{"/api/v1/events?types=agent.state", "/api/v1/agents/tool/logs?follow=true&tail=1"} {
+		for i := range 3 { // each time the one slot must be free again
+			if status := openAndDrop(t, e.sock, path); status != 200 {
+				t.Fatalf("%s, stream %d after %d dropped: HTTP %d; the dropped stream still holds the slot", path, i+1, i, status)
+			}
+			deadline := time.Now().Add(2 * time.Second)
+			for len(e.srv.agents.streams) != 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: the slot is still held 2 s after the client hung up", path)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	waitFor(t, "the subscriptions to end", func() bool { return e.svc.Bus().Subscribers() == 0 })
+}
+
+// openAndDrop asks for a stream on the socket, reads the status line and
+// the stream's first line, and hangs up, as a browser leaving the page.
+func openAndDrop(t *testing.T, sock, path string) int {
+	t.Helper()
+	conn, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("GET " + path + " HTTP/1.1\r\nHost: omertad\r\nAccept: text/event-stream\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("reading the answer to %s: %v", path, err)
+	}
+	if resp.StatusCode == 200 {
+		if _, err := bufio.NewReader(resp.Body).ReadString('\n'); err != nil {
+			t.Fatalf("reading the stream of %s: %v", path, err)
+		}
+		if !resp.Close {
+			t.Errorf("%s: a stream's answer without Connection: close", path)
+		}
+	}
+	return resp.StatusCode
 }

@@ -1,14 +1,13 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
-
-	"bufio"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -68,22 +67,21 @@ func (s *Server) agentLogs(c *fiber.Ctx) error {
 		release()
 		return s.fail(c, err)
 	}
-	conn := c.Context().Conn()
-	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
-	c.Set(fiber.HeaderCacheControl, "no-store")
+	conn := streamHeaders(c)
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer release()
 		defer cancel()
 		defer rc.Close()
-		s.streamLog(newStreamWriter(w, conn, s.limits.Write), rc)
+		sw := newStreamWriter(w, conn, s.limits.Write)
+		defer sw.close()
+		s.streamLog(sw, rc)
 	})
 	return nil
 }
 
 // streamLog copies rc to the stream as log events. The reading happens
-// in its own goroutine so that heartbeats, which are how a client gone
-// away is noticed, go on while the log is quiet; it ends when rc is
-// closed.
+// in its own goroutine so that the stream can end while the log is quiet
+// (the client gone, omertad stopping); it ends when rc is closed.
 func (s *Server) streamLog(w *streamWriter, rc io.Reader) {
 	chunks := make(chan []byte)
 	stop := make(chan struct{})
@@ -98,6 +96,8 @@ func (s *Server) streamLog(w *streamWriter, rc io.Reader) {
 	for {
 		select {
 		case <-s.agents.done:
+			return
+		case <-w.gone():
 			return
 		case <-hb.C:
 			if !w.write(": heartbeat\n\n") {

@@ -26,19 +26,37 @@ func (s *Server) probeRoutes(r fiber.Router) {
 	r.Get("/probe/drift", s.getDrift)
 }
 
+// getProbe answers GET /probe. A *probe.Monitor's answer is a function of
+// the database (the latest probe and the baseline, judged by a matrix and
+// a profile fixed when it was made), so it is kept until the database
+// changes: making it decodes two stored probes, and the dashboard asks on
+// every load.
 func (s *Server) getProbe(c *fiber.Ctx) error {
-	cur, err := s.deps.Probe.Current(c.UserContext())
-	if errors.Is(err, probe.ErrNoProbe) {
-		return fiber.NewError(fiber.StatusNotFound, err.Error())
-	}
+	ctx := c.UserContext()
+	build := func() ([]byte, error) { return s.probeJSON(ctx) }
+	_, pure := s.deps.Probe.(*probe.Monitor)
+	b, err := s.fromDB(ctx, pure, &s.probeAnswer, build)
 	if err != nil {
 		return err
 	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
+}
+
+// probeJSON is GET /probe's answer, made afresh.
+func (s *Server) probeJSON(ctx context.Context) ([]byte, error) {
+	cur, err := s.deps.Probe.Current(ctx)
+	if errors.Is(err, probe.ErrNoProbe) {
+		return nil, fiber.NewError(fiber.StatusNotFound, err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
 	res, err := json.Marshal(cur.Probe.Result)
 	if err != nil {
-		return fmt.Errorf("encoding probe %d: %w", cur.Probe.ID, err)
+		return nil, fmt.Errorf("encoding probe %d: %w", cur.Probe.ID, err)
 	}
-	return c.JSON(apitype.ProbeView{
+	return json.Marshal(apitype.ProbeView{
 		ProbeID: cur.Probe.ID, At: cur.Probe.At, BaselineID: cur.BaselineID,
 		Verdict: verdictView(cur.Verdict), Result: res,
 	})

@@ -42,37 +42,69 @@ func (s *Server) reportRoutes(v1 fiber.Router) {
 	v1.Get("/report.html", s.getReportHTML)
 }
 
-// verifiedReport reads and verifies the report. A report that does not
-// verify is not an error here: the verification says what failed.
-func (s *Server) verifiedReport() ([]byte, *report.Verification, error) {
-	f := s.deps.Report
+// verifiedReport reads and verifies the report, or finds both done in
+// the cache (see reportCache). A report that does not verify is not an
+// error here: the verification says what failed. Misses are verified one
+// at a time, so that a burst of requests verifies once.
+func (s *Server) verifiedReport() (*reportEntry, error) {
+	f, c := s.deps.Report, &s.report
+	ids := [2]fileID{statID(f.Root, f.ReportPath), statID(f.Root, f.PublicKeyPath)} // before the reads
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.lookup(ids); e != nil {
+		return e, nil
+	}
 	data, err := f.Root.ReadFile(f.ReportPath, maxReportBytes)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, fiber.NewError(fiber.StatusNotFound, "no first-boot report at "+f.ReportPath+" yet: first boot has not finished")
+		return nil, fiber.NewError(fiber.StatusNotFound, "no first-boot report at "+f.ReportPath+" yet: first boot has not finished")
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the first-boot report: %w", err)
+		return nil, fmt.Errorf("reading the first-boot report: %w", err)
 	}
+	key, keyErr := f.Root.ReadFile(f.PublicKeyPath, maxPublicKeyBytes)
+	sum := contentSum(data, key, keyErr)
+	if c.entry == nil || c.entry.sum != sum {
+		c.entry = &reportEntry{sum: sum, data: data, v: verifyReport(data, key, keyErr, f.PublicKeyPath)}
+	}
+	c.ids = ids
+	return c.entry, nil
+}
+
+// verifyReport checks data against the device's public key (key, or why
+// it could not be read).
+func verifyReport(data, key []byte, keyErr error, keyPath string) *report.Verification {
 	opts := report.VerifyOptions{MaxBytes: maxReportBytes}
-	var keyProblem error
-	if key, err := f.Root.ReadFile(f.PublicKeyPath, maxPublicKeyBytes); err != nil {
-		keyProblem = err
-	} else if opts.PublicKey, err = report.ParsePublicKey(key); err != nil {
-		keyProblem = fmt.Errorf("%s: %w", f.PublicKeyPath, err)
+	keyProblem := keyErr
+	if keyErr == nil {
+		var err error
+		if opts.PublicKey, err = report.ParsePublicKey(key); err != nil {
+			keyProblem = fmt.Errorf("%s: %w", keyPath, err)
+		}
 	}
 	v, _ := report.VerifyWith(data, opts) // failures are in v
 	if keyProblem != nil {
 		v.Warnings = append([]string{"the device's public key could not be read (" + keyProblem.Error() +
 			"): the report was checked against the key inside it only"}, v.Warnings...)
 	}
-	return data, v, nil
+	return v
 }
 
 func (s *Server) getReport(c *fiber.Ctx) error {
-	data, v, err := s.verifiedReport()
+	e, err := s.verifiedReport()
 	if err != nil {
 		return err
 	}
+	b, err := e.json()
+	if err != nil {
+		return fmt.Errorf("encoding the first-boot report's answer: %w", err)
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
+	return c.Send(b)
+}
+
+// reportView is GET /report's answer: the report as stored, with what
+// verifying it found.
+func reportView(data []byte, v *report.Verification) apitype.ReportView {
 	out := apitype.ReportView{Report: json.RawMessage("null"), Verification: verificationView(v)}
 	if json.Valid(data) {
 		out.Report = json.RawMessage(bytes.TrimSpace(data))
@@ -80,14 +112,15 @@ func (s *Server) getReport(c *fiber.Ctx) error {
 	if r := v.Report; r != nil {
 		out.Summary = reportSummary(r)
 	}
-	return c.JSON(out)
+	return out
 }
 
 func (s *Server) getReportHTML(c *fiber.Ctx) error {
-	_, v, err := s.verifiedReport()
+	e, err := s.verifiedReport()
 	if err != nil {
 		return err
 	}
+	v := e.v
 	if v.Report == nil {
 		return fiber.NewError(fiber.StatusUnprocessableEntity, "the first-boot report cannot be rendered: "+verificationView(v).Error)
 	}

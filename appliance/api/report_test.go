@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/rootfs"
@@ -135,4 +136,75 @@ func TestReportHTMLPolicy(t *testing.T) {
 	if styleSources([]byte("<p>no style</p>")) != "'none'" {
 		t.Error("a page without style blocks must get style-src 'none'")
 	}
+}
+
+// TestReportVerifiedOnceUntilChanged: GET /report verifies the report once
+// and answers from that while the files stay as they were; a changed
+// report or key is verified again at the next call, and a touch that
+// changes no byte keeps the verification.
+func TestReportVerifiedOnceUntilChanged(t *testing.T) {
+	ctx := context.Background()
+	good, pub := testdataFile(t, "report.golden.json"), testdataFile(t, "signing.pub")
+	tampered := bytes.Replace(good, []byte(`"hostname": "omerta-7f3a2c"`), []byte(`"hostname": "omerta-7f3a2d"`), 1)
+	files := reportRoot(t, good, pub)
+	s, srv := serveWithServer(t, Deps{Report: files})
+	reportPath, keyPath := filepath.Join(files.Root.Dir(), files.ReportPath), filepath.Join(files.Root.Dir(), files.PublicKeyPath)
+	status := func(want string) *reportEntry {
+		t.Helper()
+		v, err := s.c.Report(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Verification.Status != want {
+			t.Fatalf("verification %q (%s), want %q", v.Verification.Status, v.Verification.Error, want)
+		}
+		return cachedReport(srv)
+	}
+	first := status(apitype.ReportVerified)
+	for range 3 {
+		if e := status(apitype.ReportVerified); e != first {
+			t.Fatal("an unchanged report was verified again")
+		}
+	}
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(reportPath, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if e := status(apitype.ReportVerified); e != first {
+		t.Error("a report touched without a byte changed was verified again")
+	}
+	// The same size and a new time: only the bytes tell.
+	if len(tampered) != len(good) || bytes.Equal(tampered, good) {
+		t.Fatal("the tampered report should differ from the golden one in one byte")
+	}
+	for _, step := range []struct {
+		name, path string
+		data       []byte
+		want       string
+	}{
+		{"tampered in place", reportPath, tampered, apitype.ReportFailed},
+		{"restored", reportPath, good, apitype.ReportVerified},
+		{"another device key", keyPath, []byte("not a key\n"), apitype.ReportSelfConsistent},
+		{"the key back", keyPath, pub, apitype.ReportVerified},
+	} {
+		if err := os.WriteFile(step.path, step.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		before := cachedReport(srv)
+		if e := status(step.want); e == before {
+			t.Errorf("%s: answered from the verification made before", step.name)
+		}
+	}
+	if err := os.Remove(reportPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.c.Report(ctx); statusOf(err) != http.StatusNotFound {
+		t.Errorf("the report removed: %v, want 404", err)
+	}
+}
+
+func cachedReport(srv *Server) *reportEntry {
+	srv.report.mu.Lock()
+	defer srv.report.mu.Unlock()
+	return srv.report.entry
 }

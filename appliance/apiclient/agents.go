@@ -73,7 +73,7 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body any, a
 		return 0, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	data, err := readBody(resp, c.maxBody)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%s %s: reading the response: %w", method, path, err)
 	}

@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -29,6 +28,10 @@ const DefaultMaxResponse = 8 << 20
 
 // DefaultTimeout bounds one call, connection to last byte.
 const DefaultTimeout = 30 * time.Second
+
+// maxIdleConns is how many idle connections to omertad a client keeps
+// (omertad serves 128 at once, see api.DefaultLimits).
+const maxIdleConns = 64
 
 // Client talks to one omertad, over its unix socket (New) or over HTTPS
 // through the console (NewRemote): the same calls, caps and errors, the
@@ -62,9 +65,14 @@ func New(socketPath string, opts ...Option) *Client {
 			return d.DialContext(ctx, "unix", socketPath)
 		},
 		MaxResponseHeaderBytes: 64 << 10,
-		MaxIdleConns:           4,
-		IdleConnTimeout:        30 * time.Second,
-		DisableCompression:     true,
+		// The console makes many calls side by side (a page's sections,
+		// 50 browsers); with Go's default of 2 idle connections per host
+		// most calls would dial omertad afresh. MaxIdleConns bounds what
+		// stays open.
+		MaxIdleConns:        maxIdleConns,
+		MaxIdleConnsPerHost: maxIdleConns,
+		IdleConnTimeout:     30 * time.Second,
+		DisableCompression:  true,
 	}
 	c := &Client{socket: socketPath, http: &http.Client{Transport: tr, Timeout: DefaultTimeout}, maxBody: DefaultMaxResponse}
 	for _, o := range opts {
@@ -186,7 +194,7 @@ func (c *Client) do(ctx context.Context, path string) (int, []byte, error) {
 		return 0, nil, fmt.Errorf("GET %s on %s: %w", path, c.socket, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	body, err := readBody(resp, c.maxBody)
 	if err != nil {
 		return 0, nil, fmt.Errorf("GET %s: reading the response: %w", path, err)
 	}

@@ -77,11 +77,11 @@ func withCreds(rt http.RoundTripper, cr Credentials) http.RoundTripper {
 
 func (t *credTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
-	for h, v := range map[string]string{
-		apitype.HeaderSession: t.cr.Session, apitype.HeaderCSRF: t.cr.CSRF, apitype.HeaderClientAddr: t.cr.ClientAddr,
+	for _, h := range [...]struct{ k, v string }{
+		{apitype.HeaderSession, t.cr.Session}, {apitype.HeaderCSRF, t.cr.CSRF}, {apitype.HeaderClientAddr, t.cr.ClientAddr},
 	} {
-		if v != "" {
-			req.Header.Set(h, v)
+		if h.v != "" {
+			req.Header.Set(h.k, h.v)
 		}
 	}
 	if t.cr.Bearer != "" {
@@ -151,7 +151,7 @@ func (c *Client) authRaw(ctx context.Context, method, path string, body any) (in
 		return 0, nil, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	data, err := readBody(resp, c.maxBody)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("%s %s: reading the response: %w", method, path, err)
 	}

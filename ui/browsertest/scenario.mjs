@@ -45,8 +45,9 @@ async function go(page, url, status = 200) {
 async function text(page, sel) { return (await page.locator(sel).first().textContent()).trim(); }
 
 // refusalsExpected is set while the auditor's calls are meant to be
-// refused.
+// refused; streamRefusalExpected while the test itself refuses a stream.
 let refusalsExpected = false;
+let streamRefusalExpected = false;
 
 // watch records what the browser complains of: console errors (a CSP
 // violation is one), script errors, and failed subresources. A page's own
@@ -55,12 +56,15 @@ let refusalsExpected = false;
 function watch(page) {
   page.setDefaultTimeout(TIMEOUT);
   page.on('console', (m) => {
-    if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console error on ${page.url()}: ${m.text()}`);
+    if (m.type() !== 'error' || m.text().startsWith('Failed to load resource')) return;
+    if (streamRefusalExpected && m.text().includes('EventSource')) return;
+    problems.push(`console error on ${page.url()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`page error on ${page.url()}: ${e.message}`));
   page.on('response', (r) => {
     const req = r.request();
-    if (r.status() >= 400 && req.resourceType() !== 'document' && !(refusalsExpected && r.status() === 403)) {
+    const expected = (refusalsExpected && r.status() === 403) || (streamRefusalExpected && r.status() === 503 && req.resourceType() === 'eventsource');
+    if (r.status() >= 400 && req.resourceType() !== 'document' && !expected) {
       problems.push(`${req.method()} ${req.url()} (${req.resourceType()}) on ${page.url()}: HTTP ${r.status()}`);
     }
   });
@@ -139,6 +143,31 @@ async function dashboard(page) {
   await shot(page, 'dashboard');
 }
 
+// streamRetried: a live stream that is refused (here by the test, with
+// the console's answer past its bound of streams) is subscribed again, and
+// the page comes back live by itself. An EventSource whose answer is an
+// error status never retries on its own.
+async function streamRetried(page) {
+  let asked = 0;
+  const events = (u) => u.pathname === '/api/v1/events';
+  await page.route(events, (route) => {
+    if (asked++ > 0) return route.continue();
+    return route.fulfill({ status: 503, contentType: 'application/json', headers: { 'Retry-After': '5' },
+      body: '{"error":"too many live streams open on the console; close a tab and try again"}' });
+  });
+  streamRefusalExpected = true;
+  try {
+    await go(page, sc.url + '/');
+    await page.locator('#live-status', { hasText: 'trying again' }).waitFor();
+    await shot(page, 'dashboard-stream-refused');
+    await page.locator('#live-status', { hasText: 'Live.' }).waitFor();
+  } finally {
+    await page.unroute(events);
+    streamRefusalExpected = false;
+  }
+  check(asked >= 2, `the refused stream was asked for ${asked} times, want it asked again`);
+}
+
 async function catalog(page) {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Catalog' }).click();
   await page.waitForURL('**/catalog');
@@ -211,6 +240,12 @@ async function task(page) {
   await page.locator('#task-result[data-state=SUCCEEDED]').waitFor({ timeout: 40000 });
   const out = JSON.parse(await text(page, '#task-output'));
   check(JSON.stringify(out).includes('ops@example.com'), `task output lacks the address: ${JSON.stringify(out)}`);
+  // The list of recent tasks says what the result says, not RUNNING.
+  const id = new URL(page.url()).searchParams.get('task');
+  const badge = page.locator(`[data-testid=task-row][data-task-id="${id}"] .badge`);
+  await badge.filter({ hasText: 'SUCCEEDED' }).waitFor({ timeout: 10000 }).catch(async () => {
+    throw new Error(`the recent tasks list shows ${id} as ${await badge.textContent().catch(() => 'missing')} beside its SUCCEEDED result`);
+  });
   await shot(page, 'task-result');
 }
 
@@ -235,6 +270,11 @@ async function disable(page, logsPage) {
   await shot(page, 'agent-disabled');
   await logsPage.locator('#logs', { hasText: 'stopping' }).waitFor({ timeout: 40000 });
   await logsPage.locator('#agent-state[data-state=stopped]').waitFor({ timeout: 40000 });
+  // Its actions follow too: Enable offered, Disable and Restart gone.
+  await logsPage.getByTestId('action-enable').waitFor({ state: 'visible', timeout: 10000 });
+  for (const a of ['action-disable', 'action-restart']) {
+    check(!(await logsPage.getByTestId(a).isVisible()), `the live agent page still offers ${a} for a disabled agent`);
+  }
   await shot(logsPage, 'agent-logs-live-stop');
 }
 
@@ -394,6 +434,7 @@ async function main() {
     await step('setup with the one-time token; the setup page is gone', () => setup(page));
     await step('sign out, sign in', async () => { await logout(page); await shot(page, 'login'); await login(page, sc.admin, sc.admin_password); });
     await step('dashboard: first boot, report, hardware, live', () => dashboard(page));
+    await step('a refused live stream is asked for again; the page is live again', () => streamRetried(page));
     await step('catalog: list, search, generated form', () => catalog(page));
     await step('deploy sample-tool through the form; running live', () => deploy(page));
     await step('agents list', () => agentsList(page));

@@ -14,10 +14,11 @@ import (
 	"github.com/omertaos/omertaos/appliance/apitype"
 )
 
-// abandoned is more streams than omertad serves at once (DefaultMaxStreams,
-// 16): a browser that walks through that many live pages leaves that many
+// abandoned is more streams than omertad and the console serve at once
+// (api.DefaultMaxStreams and ui.DefaultLimits.Streams, 32 each): a
+// browser that walks through that many live pages leaves that many
 // streams behind, one per page it left.
-const abandoned = 20
+const abandoned = 40
 
 // TestAbandonedStreamsFreeSlots: a stream whose reader went away must
 // give its slot back at once, not at the next heartbeat. A person who

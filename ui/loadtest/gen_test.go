@@ -36,6 +36,16 @@ type result struct {
 	errors    int
 	firstErr  string
 	bodyBytes int // of the last good answer
+	// cpu is the CPU time the console and omertad spent during the run.
+	cpu [2]time.Duration
+}
+
+// cpuPer is d per request answered, in milliseconds.
+func (r result) cpuPer(d time.Duration) string {
+	if len(r.lat) == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)/float64(len(r.lat)))
 }
 
 func (r result) pct(p int) time.Duration {

@@ -97,7 +97,7 @@ type env struct {
 	token                     string
 	fp                        [sha256.Size]byte
 	console                   string // https://addr
-	consolePID                int
+	consolePID, omertadPID    int
 	certFile, keyFile         string
 }
 
@@ -166,7 +166,7 @@ agents:
 	self, _ := os.Executable()
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRole+"=omertad", envConfig+"="+cfg, envRoot+"="+e.root)
-	startChild(t, "omertad", filepath.Join(e.dir, "omertad.log"), cmd)
+	e.omertadPID = startChild(t, "omertad", filepath.Join(e.dir, "omertad.log"), cmd)
 	e.api = apiclient.New(e.sock, apiclient.WithTimeout(30*time.Second))
 	waitFor(t, "omertad", 30*time.Second, func() error {
 		_, err := e.api.Probe(context.Background())
@@ -316,8 +316,30 @@ func (e *env) measure(t *testing.T, sids []string, dur time.Duration) {
 	var res []result
 	for _, r := range runs {
 		hammer(ctx, r.tg, clientsN, 3*time.Second, tc, r.want) // warm-up: connections, caches
-		res = append(res, hammer(ctx, r.tg, clientsN, dur, tc, r.want))
+		cpu0 := [2]time.Duration{cpuTime(e.consolePID), cpuTime(e.omertadPID)}
+		rr := hammer(ctx, r.tg, clientsN, dur, tc, r.want)
+		rr.cpu = [2]time.Duration{cpuTime(e.consolePID) - cpu0[0], cpuTime(e.omertadPID) - cpu0[1]}
+		res = append(res, rr)
 		t.Logf("%s: done", r.tg.name)
 	}
 	report(t, res, rss.stop(), dur)
+	if os.Getenv("OMERTA_LOAD_CALLS") == "1" {
+		e.dashboardCalls(t, sids)
+	}
+}
+
+// dashboardCalls measures, for finding where the dashboard's time goes,
+// each call the console makes to omertad for it, on omertad's socket
+// with the same sessions and as many clients (OMERTA_LOAD_CALLS=1).
+func (e *env) dashboardCalls(t *testing.T, sids []string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nthe dashboard's calls on omertad's socket, %d clients, 2 s each\n", clientsN)
+	fmt.Fprintf(&b, "%-36s %8s %8s %8s %7s\n", "call", "req/s", "p50 ms", "p95 ms", "errors")
+	for _, path := range []string{"/api/v1/whoami", "/api/v1/report", "/api/v1/probe", "/api/v1/summary/agents",
+		"/api/v1/probe/drift?limit=5", "/api/v1/audit/status", "/api/v1/audit?after=0&limit=1000"} {
+		tg := target{name: path, url: "http://omertad" + path, unix: e.sock, headers: prefixed(apitype.HeaderSession+": ", sids)}
+		r := hammer(context.Background(), tg, clientsN, 2*time.Second, nil, 0)
+		fmt.Fprintf(&b, "%-36s %8.0f %8s %8s %7d\n", path, r.rps(), ms(r.pct(50)), ms(r.pct(95)), r.errors)
+	}
+	t.Log(b.String())
 }

@@ -140,7 +140,17 @@
       if (reason) reason.textContent = d.reason || '';
       var desired = document.getElementById('agent-desired');
       if (desired && d.desired) desired.textContent = d.desired;
+      if (d.desired) showActions(d.desired);
     }
+  }
+
+  // The agent page's actions follow the desired state: Enable for a
+  // disabled agent, Restart and Disable otherwise.
+  function showActions(desired) {
+    document.querySelectorAll('[data-testid=agent-actions] form').forEach(function (f) {
+      if (f.dataset.whenDesired) f.hidden = f.dataset.whenDesired !== desired;
+      else if (f.dataset.unlessDesired) f.hidden = f.dataset.unlessDesired === desired;
+    });
   }
 
   // --- dashboard: agents by state and the deploy KPI -----------------------
@@ -195,6 +205,17 @@
   }
 
   // --- tasks: follow one task until it ends --------------------------------
+  // The watched task's row in the list of recent tasks shows what its
+  // result shows.
+  function showTaskRow(t) {
+    var row = document.querySelector('tr[data-testid=task-row][data-task-id="' + CSS.escape(t.id) + '"]');
+    if (!row) return;
+    setBadge(row.querySelector('[data-testid=task-row-state]'), t.state);
+    var fin = row.querySelector('[data-field=finished]');
+    if (fin && t.finished_at) fin.textContent = utc(t.finished_at);
+  }
+  function utc(at) { return new Date(at).toISOString().replace('T', ' ').replace(/\..*/, ' UTC'); }
+
   function refreshTask() {
     return fetch('/api/v1/tasks/' + encodeURIComponent(liveID), { credentials: 'same-origin', headers: { Accept: 'application/json' } })
       .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
@@ -205,9 +226,10 @@
         var out = document.getElementById('task-output');
         if (out) out.textContent = t.output !== undefined ? JSON.stringify(t.output, null, 2) : (t.output_text || '');
         var fin = document.getElementById('task-finished');
-        if (fin && t.finished_at) fin.textContent = new Date(t.finished_at).toISOString().replace('T', ' ').replace(/\..*/, ' UTC');
+        if (fin && t.finished_at) fin.textContent = utc(t.finished_at);
         var st = document.getElementById('task-started');
-        if (st && t.started_at) st.textContent = new Date(t.started_at).toISOString().replace('T', ' ').replace(/\..*/, ' UTC');
+        if (st && t.started_at) st.textContent = utc(t.started_at);
+        showTaskRow(t);
         if (t.error) {
           var e = document.getElementById('task-error');
           if (!e) { e = document.createElement('p'); e.id = 'task-error'; e.className = 'error'; out.parentNode.insertBefore(e, out); }
@@ -219,9 +241,29 @@
       });
   }
 
+  // --- reconnecting ----------------------------------------------------------
+  // An EventSource retries by itself only a connection that dropped. One
+  // whose answer was an error (503 when too many streams are open, 502
+  // while omertad is away) is CLOSED for good, and the page would stay
+  // dead: retry rises from 2 s to at most 30 s between attempts, and
+  // starts again from 2 s once a stream opens.
+  function Retry(start) { this.start = start; this.ms = 0; this.timer = null; }
+  Retry.prototype.reset = function () { this.ms = 0; };
+  // later runs f after the next wait, unless a retry is already waiting;
+  // it returns the wait in seconds.
+  Retry.prototype.later = function (f) {
+    this.ms = this.ms ? Math.min(this.ms * 2, 30000) : this.start;
+    if (!this.timer) {
+      var self = this;
+      this.timer = setTimeout(function () { self.timer = null; f(); }, this.ms);
+    }
+    return Math.round(this.ms / 1000);
+  };
+
   // --- the event stream ----------------------------------------------------
   var types = { dashboard: 'agent.state,agent.deleted,task,telemetry', agents: 'agent.state,agent.deleted', agent: 'agent.state,telemetry', task: 'task' }[mode];
   var es = null;
+  var esRetry = new Retry(2000);
   function subscribe() {
     if (!types || typeof EventSource === 'undefined') return;
     var q = '?types=' + encodeURIComponent(types);
@@ -229,10 +271,15 @@
     if (mode === 'task' && liveID) q += '&task=' + encodeURIComponent(liveID);
     es = new EventSource('/api/v1/events' + q);
     es.onopen = function () {
+      esRetry.reset();
       say(mode === 'task' ? 'Following the task live.' : 'Live.');
       if (mode === 'task') refreshTask().then(function (fin) { if (fin) es.close(); }).catch(function () {});
     };
-    es.onerror = function () { say('Live updates paused: reconnecting to omertad…'); };
+    es.onerror = function () {
+      if (es.readyState !== EventSource.CLOSED) { say('Live updates paused: reconnecting to omertad…'); return; }
+      var s = esRetry.later(subscribe);
+      say('Live updates paused: trying again in ' + s + ' s…');
+    };
     function parse(m) { try { return JSON.parse(m.data); } catch (e) { return null; } }
     es.addEventListener('telemetry', function (m) { var ev = parse(m); if (ev) onTelemetry(ev); });
     es.addEventListener('agent.state', function (m) { var ev = parse(m); if (ev) { onAgentState(ev); addEvent(ev); } });
@@ -244,19 +291,29 @@
       if (mode === 'task') refreshTask().then(function (fin) { if (fin) es.close(); }).catch(function () {});
     });
     es.addEventListener('lagged', function () { es.close(); say('Fell behind the event stream; catching up…'); setTimeout(subscribe, 1000); });
-    es.addEventListener('shutdown', function () { es.close(); say('omertad is stopping; reload the page when it is back.'); });
+    es.addEventListener('shutdown', function () {
+      es.close();
+      esRetry.later(subscribe);
+      say('omertad is stopping; live updates resume when it is back.');
+    });
   }
 
   // --- an agent's log ------------------------------------------------------
   var MAXLOG = 200000;
+  var logRetry = new Retry(2000);
   function followLogs() {
     var pre = document.getElementById('logs');
     if (!pre || !liveID || typeof EventSource === 'undefined') return;
     var logStatus = document.getElementById('logs-status');
     var ls = new EventSource('/api/v1/agents/' + encodeURIComponent(liveID) + '/logs?follow=true&tail=100');
     var fresh = true;
-    ls.onopen = function () { if (logStatus) logStatus.textContent = 'Following the log live.'; };
-    ls.onerror = function () { if (logStatus) logStatus.textContent = 'Log paused: reconnecting…'; fresh = true; };
+    ls.onopen = function () { logRetry.reset(); if (logStatus) logStatus.textContent = 'Following the log live.'; };
+    ls.onerror = function () {
+      fresh = true; // the next stream starts again from the tail
+      var msg = 'Log paused: reconnecting…';
+      if (ls.readyState === EventSource.CLOSED) msg = 'Log paused: trying again in ' + logRetry.later(followLogs) + ' s…';
+      if (logStatus) logStatus.textContent = msg;
+    };
     ls.addEventListener('log', function (m) {
       var text;
       try { text = JSON.parse(m.data); } catch (e) { return; }

@@ -105,7 +105,7 @@ func (f *Fake) agentRoutes() {
 			case "disable":
 				a.Desired, a.Status.State = "disabled", "stopped"
 			default:
-				a.Desired, a.Status.State = "running", "running"
+				a.Desired, a.Status.State = "enabled", "running"
 			}
 			f.record(r, p, "agent."+verb, a.ID)
 			f.stateEventLocked(a)
@@ -227,7 +227,7 @@ func (f *Fake) deploy(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	now := time.Now().UTC()
 	a := &apitype.Agent{ID: id, Tenant: "default", Name: e.Name, Image: e.Image, Manifest: e.Manifest, Config: map[string]any{}, SecretKeys: []string{},
-		Desired: "running", Generation: 1, CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}}
+		Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}}
 	for k, v := range req.Config {
 		a.Config[k] = v
 	}
@@ -253,7 +253,7 @@ func (f *Fake) AddAgents(n int) {
 	for i := range n {
 		id := fmt.Sprintf("agent-%03d", i)
 		f.agents[id] = &apitype.Agent{ID: id, Tenant: "default", Name: e.Name, Image: e.Image, Manifest: e.Manifest,
-			Config: map[string]any{"title": "agent " + strconv.Itoa(i)}, SecretKeys: []string{}, Desired: "running", Generation: 1,
+			Config: map[string]any{"title": "agent " + strconv.Itoa(i)}, SecretKeys: []string{}, Desired: "enabled", Generation: 1,
 			CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: states[i%len(states)], Container: id + "-g1", UpdatedAt: now}}
 	}
 }
