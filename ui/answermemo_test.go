@@ -47,7 +47,7 @@ func (r *reportAPI) Report(context.Context) (apitype.ReportView, error) {
 
 func reportAnswer(t *testing.T, host, status string) []byte {
 	t.Helper()
-	b, err := json.Marshal(apitype.ReportView{Report: json.RawMessage(`{"header":{"hostname":"` + host + `","lynis":{"index":71}}}`),
+	b, err := json.Marshal(apitype.ReportView{Report: json.RawMessage(`{"header":{"hostname":"` + host + `","lynis_audit":{"status":"deferred"}},"addenda":[{"kind":"lynis","status":"done","lynis":{"index":71}}]}`),
 		Verification: apitype.ReportVerification{Status: status}})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +63,7 @@ func TestReportMemo(t *testing.T) {
 	m := newReportMemo()
 	a := &reportAPI{status: http.StatusOK, body: reportAnswer(t, "first", apitype.ReportVerified)}
 	s, err := m.get(ctx, a)
-	if err != nil || s.Hostname != "first" || s.Verification != apitype.ReportVerified || !s.HasLynis || s.LynisIndex != 71 {
+	if err != nil || s.Hostname != "first" || s.Verification != apitype.ReportVerified || s.Audit.State != "done" || s.Audit.Index != 71 {
 		t.Fatalf("summary = %+v, %v", s, err)
 	}
 	kept := m.raw

@@ -204,8 +204,7 @@ type reportSummary struct {
 	ProbeStatus  string
 	Summary      map[string]int
 	Verification string
-	LynisIndex   int
-	HasLynis     bool
+	Audit        auditView
 }
 
 type reportHeader struct {
@@ -217,9 +216,6 @@ type reportHeader struct {
 		Probe      struct {
 			Status string `json:"status"`
 		} `json:"probe"`
-		Lynis *struct {
-			Index int `json:"index"`
-		} `json:"lynis"`
 	} `json:"header"`
 }
 
@@ -233,9 +229,9 @@ func summarizeReport(r apitype.ReportView) reportSummary {
 	if sum := r.Summary; sum != nil {
 		s.Hostname, s.Profile, s.FinishedAt, s.ProbeStatus, s.Summary = sum.Hostname, sum.Profile, sum.FinishedAt, sum.ProbeStatus, sum.Outcomes
 	}
-	if h.Header.Lynis != nil {
-		s.HasLynis, s.LynisIndex = true, h.Header.Lynis.Index
-	}
+	var a reportAuditJSON
+	_ = json.Unmarshal(r.Report, &a) // as above: what does not decode says nothing of the audit
+	s.Audit = a.audit()
 	return s
 }
 

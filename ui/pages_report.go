@@ -35,11 +35,6 @@ type reportDoc struct {
 		Probe      struct {
 			Status string `json:"status"`
 		} `json:"probe"`
-		Lynis *struct {
-			Version  string   `json:"version"`
-			Index    int      `json:"index"`
-			Warnings []string `json:"warnings"`
-		} `json:"lynis"`
 	} `json:"header"`
 	Records   []reportRecord `json:"records"`
 	Signature struct {
@@ -50,6 +45,7 @@ type reportDoc struct {
 
 type reportData struct {
 	Doc          reportDoc
+	Audit        auditView
 	Verification apitype.ReportVerification
 	Unreadable   bool
 }
@@ -67,9 +63,11 @@ func (s *Server) reportPage(c *fiber.Ctx) error {
 		return s.backendError(c, err)
 	}
 	d := &reportData{Verification: r.Verification}
-	if err := json.Unmarshal(r.Report, &d.Doc); err != nil {
+	var a reportAuditJSON
+	if err := json.Unmarshal(r.Report, &d.Doc); err != nil || json.Unmarshal(r.Report, &a) != nil {
 		d.Unreadable = true
 	}
+	d.Audit = a.audit()
 	return s.render(c, fiber.StatusOK, "report", &page{Title: "First-boot report", Nav: "report", Who: w, CSRF: w.CSRFToken, D: d})
 }
 

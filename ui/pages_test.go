@@ -247,7 +247,7 @@ func TestReportAndAudit(t *testing.T) {
 	aud := e.signIn("carol", "auditor")
 	resp, body := e.get("/report", &aud)
 	wantStatus(t, resp, body, http.StatusOK)
-	wantContains(t, body, `data-testid="report-verification">verified`, "omerta-test", `href="/report.json"`, `href="/report.html"`,
+	wantContains(t, body, `data-testid="report-verification">verified`, "omerta-test", `data-testid="lynis-audit" data-state="done">hardening index 71`, `href="/report.json"`, `href="/report.html"`,
 		"&lt;b&gt;K-2&lt;/b&gt;", "kernel &lt;script&gt;x&lt;/script&gt;")
 	checkCSPClean(t, "report", body)
 	resp, body = e.get("/report.json", &aud)

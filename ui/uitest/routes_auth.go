@@ -269,7 +269,7 @@ func (f *Fake) evidenceRoutes() {
 // ReportJSON is the fake's first-boot report, byte for byte.
 const ReportJSON = `{"header":{"schema_version":"1","image":{"version":"0.1.0","digest":"sha256:abc"},"hostname":"omerta-test","profile":"pro",` +
 	`"started_at":"2026-01-01T00:00:00Z","finished_at":"2026-01-01T00:03:00Z","summary":{"pass":2,"fail":0},"probe":{"status":"pass"},` +
-	`"lynis":{"version":"3.1.4","index":71,"warnings":[]}},"records":[{"seq":1,"id":"SSH-1","title":"SSH off","expected":"off","actual":"off","result":"pass"},` +
+	`"lynis_audit":{"status":"deferred","reason":""}},"addenda":[{"seq":1,"kind":"lynis","status":"done","lynis":{"version":"3.1.4","index":71,"warnings":[]}}],"records":[{"seq":1,"id":"SSH-1","title":"SSH off","expected":"off","actual":"off","result":"pass"},` +
 	`{"seq":2,"id":"<b>K-2</b>","title":"kernel <script>x</script>","expected":"1","actual":"1","result":"pass"}],` +
 	`"signature":{"algorithm":"ed25519","key_fingerprint":"SHA256:KEY"}}`
 
