@@ -41,7 +41,10 @@ var (
 	ErrTokenInvalid = errors.New("setup token does not match")
 	ErrTokenUsed    = errors.New("setup token was already used")
 	ErrTokenExpired = errors.New("setup token has expired")
-	ErrNoToken      = errors.New("no setup token was issued")
+	// ErrBannerNotScrubbed: Redeem consumed the token, but the login banner
+	// still shows it (used, so harmless); the caller goes on with setup.
+	ErrBannerNotScrubbed = errors.New("setup token redeemed, but the login banner could not be updated")
+	ErrNoToken           = errors.New("no setup token was issued")
 )
 
 // setupToken is the file at TokenPath. After use, Token is emptied and only
@@ -192,7 +195,13 @@ func Redeem(root, token string, now time.Time) error {
 	if err := writeToken(p, t); err != nil {
 		return fmt.Errorf("setup token: %w", err)
 	}
-	return scrubIssue(under(root, IssuePath))
+	// The token is spent from here on: a banner that cannot be rewritten
+	// must not fail the redemption, or setup would fail with the token
+	// used up and nobody could ever set the appliance up.
+	if err := scrubIssue(under(root, IssuePath)); err != nil {
+		return fmt.Errorf("%w: %w", ErrBannerNotScrubbed, err)
+	}
+	return nil
 }
 
 // scrubIssue replaces the token line of the login banner once it is used.

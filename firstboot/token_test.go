@@ -179,3 +179,26 @@ func TestFirstbootDoesNotRunLynis(t *testing.T) {
 		t.Errorf("report's audit = %+v", st)
 	}
 }
+
+// A login banner that cannot be rewritten (read-only /etc under omertad's
+// ProtectSystem=strict, or not a regular file) must not hide that the token
+// was spent: Redeem says so with ErrBannerNotScrubbed, and the token is used.
+func TestRedeemBannerNotWritable(t *testing.T) {
+	const tok = "abcdefghijklmnopqrstuvwxyz234567"
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	root := t.TempDir()
+	writeTestToken(t, root, tok, t0, 24*time.Hour)
+	if err := os.Remove(under(root, IssuePath)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(under(root, IssuePath), 0o755); err != nil { // not a regular file
+		t.Fatal(err)
+	}
+	err := Redeem(root, tok, t0.Add(time.Minute))
+	if !errors.Is(err, ErrBannerNotScrubbed) {
+		t.Fatalf("Redeem = %v, want ErrBannerNotScrubbed", err)
+	}
+	if err := Redeem(root, tok, t0.Add(time.Minute)); !errors.Is(err, ErrTokenUsed) {
+		t.Errorf("second Redeem = %v, want ErrTokenUsed: the first one spent the token", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/store"
@@ -17,6 +18,11 @@ import (
 func FirstbootRedeemer(root string) func(token string, now time.Time) error {
 	return func(token string, now time.Time) error {
 		err := firstboot.Redeem(root, token, now)
+		if errors.Is(err, firstboot.ErrBannerNotScrubbed) {
+			// Spent: setup must go on. The banner shows a used token.
+			slog.Warn("setup", "warning", err.Error())
+			return nil
+		}
 		for _, e := range []error{firstboot.ErrTokenInvalid, firstboot.ErrTokenUsed, firstboot.ErrTokenExpired, firstboot.ErrNoToken} {
 			if errors.Is(err, e) {
 				return fmt.Errorf("%w: %w", ErrSetupToken, err)

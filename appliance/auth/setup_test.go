@@ -189,3 +189,25 @@ func TestNoDefaultAccount(t *testing.T) {
 		}
 	}
 }
+
+// On the booted image /etc is read-only to omertad: a banner that cannot be
+// rewritten must not fail setup once the token is spent, or the appliance
+// could never be set up (found by the e2e: the console answered 502).
+func TestSetupGoesOnWhenTheBannerCannotBeRewritten(t *testing.T) {
+	root := t.TempDir()
+	e := bare(t, FirstbootRedeemer(root))
+	tok := issueToken(t, root, e.clock.Now)
+	issue := filepath.Join(root, filepath.FromSlash(firstboot.IssuePath))
+	if err := os.RemoveAll(issue); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(issue, 0o755); err != nil { // not a regular file: scrubbing fails
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Setup(ctx, SetupRequest{Token: tok, Username: "Ada", Password: setupPW, Address: "192.0.2.5"}); err != nil {
+		t.Fatalf("Setup = %v, want it to succeed with the banner left as it was", err)
+	}
+	if done, err := e.svc.SetupDone(ctx); err != nil || !done {
+		t.Fatalf("SetupDone = %v, %v", done, err)
+	}
+}
