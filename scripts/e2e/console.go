@@ -19,6 +19,7 @@ import (
 // image ship in the image (/usr/share/omerta), so this works offline.
 const (
 	e2eAdmin    = "e2e-admin"
+	e2eToken    = "e2e" // the admin's API token, by name
 	sampleEntry = "sample-tool"
 	sampleImage = "omertaos.local/agents/tool:0.1.0"
 	sampleTask  = `{"op":"extract","text":"Mail ops@example.com about the 2026-12-01 release"}`
@@ -103,7 +104,7 @@ func (r *run) consoleSetup(ctx context.Context, sc string, v *vm, b banner) *api
 	err = web.json(cctx, http.MethodGet, "/api/v1/whoami", "", nil, &who)
 	r.check(sc, "the session is the first admin's", err == nil && who.User == e2eAdmin && who.Role == "admin", "user %q role %q%s", who.User, who.Role, errSuffix(err))
 	var tok apitype.TokenIssued
-	err = web.json(cctx, http.MethodPost, "/api/v1/tokens", who.CSRFToken, apitype.TokenCreate{Name: "e2e", Role: "admin"}, &tok)
+	err = web.json(cctx, http.MethodPost, "/api/v1/tokens", who.CSRFToken, apitype.TokenCreate{Name: e2eToken, Role: "admin"}, &tok)
 	if !r.check(sc, "the admin issues an API token through the console", err == nil && tok.Secret != "", "%v", errOrNil(err)) {
 		return nil
 	}
@@ -150,11 +151,13 @@ func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client
 	recs, err := admin.Audit(actx, 0, 1000)
 	found := false
 	for _, rec := range recs {
-		if rec.Action == "agents.deploy" && rec.Target == sampleEntry && strings.Contains(rec.Actor, e2eAdmin) {
+		// The deploy was made with the admin's API token: the actor is
+		// the token by name, with its role and the caller's address.
+		if rec.Action == "agents.deploy" && rec.Target == sampleEntry && strings.HasPrefix(rec.Actor, "token:"+e2eToken+" ") {
 			found = true
 		}
 	}
-	r.check(sc, "the deploy is in the audit log with the admin's name", err == nil && found, "%v, %d records", errOrNil(err), len(recs))
+	r.check(sc, "the deploy is in the audit log under the API token that made it", err == nil && found, "%v, %d records", errOrNil(err), len(recs))
 }
 
 // waitBundled waits for omertad to have imported the shipped image
