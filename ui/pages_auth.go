@@ -76,7 +76,7 @@ func (s *Server) setupSubmit(c *fiber.Ctx) error {
 	case pw != pw2:
 		return again(fiber.StatusBadRequest, "The two passwords differ; type the same password twice.")
 	}
-	ctx, cancel := callCtx(c)
+	ctx, cancel := hashCallCtx(c)
 	defer cancel()
 	sess, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).Setup(ctx, apitype.SetupRequest{Token: token, Username: f.Username, Password: pw})
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Server) loginSubmit(c *fiber.Ctx) error {
 	if f.Username == "" || pw == "" || len(f.Username) > maxUsername || len(pw) > maxPassword {
 		return again(fiber.StatusBadRequest, "Enter your username and password.")
 	}
-	ctx, cancel := callCtx(c)
+	ctx, cancel := hashCallCtx(c)
 	defer cancel()
 	sess, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).Login(ctx, f.Username, pw)
 	if err != nil {
@@ -179,7 +179,7 @@ func (s *Server) resetSubmit(c *fiber.Ctx) error {
 	case pw != pw2:
 		return again(fiber.StatusBadRequest, "The two passwords differ; type the same password twice.")
 	}
-	ctx, cancel := callCtx(c)
+	ctx, cancel := hashCallCtx(c)
 	defer cancel()
 	if err := s.be.For(Identity{ClientAddr: clientAddr(c)}).CompleteReset(ctx, f.Token, pw); err != nil {
 		st, msg := explain(err)
