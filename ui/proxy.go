@@ -20,6 +20,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/hangup"
 )
 
 const fiberJSON = fiber.MIMEApplicationJSON
@@ -331,7 +332,7 @@ func (s *Server) sendStream(c *fiber.Ctx, sa *sseAnswer, done func()) error {
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer done()
 		defer sa.close()
-		hup := watchHangup(conn)
+		hup := hangup.Watch(conn)
 		defer hup.Stop()
 		msgs := make(chan string)
 		go func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/hangup"
 )
 
 // Forwarder is an API that can send a request on as it is and hand the
@@ -95,7 +96,7 @@ func (s *Server) forwardRaw(c *fiber.Ctx, fw Forwarder, rt *route, params map[st
 		defer release()
 		defer cancel()
 		defer resp.Body.Close()
-		hup := watchHangup(conn)
+		hup := hangup.Watch(conn)
 		defer hup.Stop()
 		// The browser gone ends the call to omertad, and so the copy.
 		go func() {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/hangup"
 )
 
 // EventSource is what GET /events subscribes to; *agents.Bus is one.
@@ -195,11 +196,11 @@ type streamWriter struct {
 	w       *bufio.Writer
 	conn    net.Conn
 	timeout time.Duration
-	hup     *hangup
+	hup     *hangup.Watcher
 }
 
 func newStreamWriter(w *bufio.Writer, conn net.Conn, timeout time.Duration) *streamWriter {
-	return &streamWriter{w: w, conn: conn, timeout: timeout, hup: watchHangup(conn)}
+	return &streamWriter{w: w, conn: conn, timeout: timeout, hup: hangup.Watch(conn)}
 }
 
 // gone is closed when the client has gone away.

@@ -38,6 +38,7 @@ var layers = map[string]layer{
 	"appliance/safeyaml":      base,
 	"appliance/terminal":      base,
 	"appliance/rootfs":        base,
+	"appliance/hangup":        base,
 	"appliance/config":        core,
 	"appliance/store":         core,
 	"appliance/probe":         domain,
