@@ -3,6 +3,7 @@ package ui
 import (
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
@@ -29,6 +30,26 @@ type route struct {
 	// credentials for root when the peer is root, and a console started
 	// as root by mistake must not lend a stranger root's powers.
 	public bool
+	// slow: the call changes agents, which omertad does in containerd;
+	// the console waits Limits.Slow for it, not Limits.Call.
+	slow bool
+	// waits: the call waits as long as its ?wait= query says, and the
+	// console that much longer.
+	waits bool
+}
+
+// timeout is how long the console waits for omertad's answer to rt.
+func (rt *route) timeout(l Limits, q url.Values) time.Duration {
+	d := l.Call
+	if rt.slow {
+		d = l.Slow
+	}
+	if rt.waits {
+		if w, err := time.ParseDuration(q.Get("wait")); err == nil && w > 0 {
+			d += min(w, apitype.MaxTaskWait)
+		}
+	}
+	return d
 }
 
 // allowList is every /api/v1 route the console forwards; anything else is
@@ -115,7 +136,7 @@ var allowList = []route{
 	}},
 
 	{method: "GET", pattern: "/api/v1/catalog", call: func(f *fwd) (any, error) { return f.api.Catalog(f.ctx) }},
-	{method: "POST", pattern: "/api/v1/catalog", status: 201, call: func(f *fwd) (any, error) {
+	{method: "POST", pattern: "/api/v1/catalog", slow: true, status: 201, call: func(f *fwd) (any, error) {
 		var req apitype.CatalogImport
 		if err := f.decode(&req); err != nil {
 			return nil, err
@@ -127,7 +148,7 @@ var allowList = []route{
 
 	{method: "GET", pattern: "/api/v1/agents", call: func(f *fwd) (any, error) { return f.api.Agents(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/summary/agents", call: func(f *fwd) (any, error) { return f.api.AgentsSummary(f.ctx) }},
-	{method: "POST", pattern: "/api/v1/agents", status: 201, call: func(f *fwd) (any, error) {
+	{method: "POST", pattern: "/api/v1/agents", slow: true, status: 201, call: func(f *fwd) (any, error) {
 		var req apitype.AgentDeploy
 		if err := f.decode(&req); err != nil {
 			return nil, err
@@ -135,23 +156,23 @@ var allowList = []route{
 		return f.api.DeployAgent(f.ctx, req)
 	}},
 	{method: "GET", pattern: "/api/v1/agents/{id}", call: func(f *fwd) (any, error) { return f.api.Agent(f.ctx, f.p["id"]) }},
-	{method: "PATCH", pattern: "/api/v1/agents/{id}", call: func(f *fwd) (any, error) {
+	{method: "PATCH", pattern: "/api/v1/agents/{id}", slow: true, call: func(f *fwd) (any, error) {
 		var req apitype.AgentPatch
 		if err := f.decode(&req); err != nil {
 			return nil, err
 		}
 		return f.api.PatchAgent(f.ctx, f.p["id"], req)
 	}},
-	{method: "DELETE", pattern: "/api/v1/agents/{id}", status: 204, call: func(f *fwd) (any, error) {
+	{method: "DELETE", pattern: "/api/v1/agents/{id}", slow: true, status: 204, call: func(f *fwd) (any, error) {
 		purge, err := f.boolQuery("purge")
 		if err != nil {
 			return nil, err
 		}
 		return nil, f.api.DeleteAgent(f.ctx, f.p["id"], purge)
 	}},
-	{method: "POST", pattern: "/api/v1/agents/{id}/disable", call: agentVerb(apiclient.ActionDisable)},
-	{method: "POST", pattern: "/api/v1/agents/{id}/enable", call: agentVerb(apiclient.ActionEnable)},
-	{method: "POST", pattern: "/api/v1/agents/{id}/restart", call: agentVerb(apiclient.ActionRestart)},
+	{method: "POST", pattern: "/api/v1/agents/{id}/disable", slow: true, call: agentVerb(apiclient.ActionDisable)},
+	{method: "POST", pattern: "/api/v1/agents/{id}/enable", slow: true, call: agentVerb(apiclient.ActionEnable)},
+	{method: "POST", pattern: "/api/v1/agents/{id}/restart", slow: true, call: agentVerb(apiclient.ActionRestart)},
 	{method: "GET", pattern: "/api/v1/agents/{id}/logs", call: agentLogs, stream: true},
 	{method: "GET", pattern: "/api/v1/agents/{id}/tasks", call: func(f *fwd) (any, error) {
 		limit, err := f.intQuery("limit", 0)
@@ -160,7 +181,7 @@ var allowList = []route{
 		}
 		return f.api.Tasks(f.ctx, f.p["id"], limit)
 	}},
-	{method: "POST", pattern: "/api/v1/agents/{id}/tasks", status: 201, call: func(f *fwd) (any, error) {
+	{method: "POST", pattern: "/api/v1/agents/{id}/tasks", slow: true, waits: true, status: 201, call: func(f *fwd) (any, error) {
 		var req apitype.TaskCreate
 		if err := f.decode(&req); err != nil {
 			return nil, err

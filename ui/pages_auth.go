@@ -30,7 +30,7 @@ func (s *Server) setupState(c *fiber.Ctx) (done, ok bool, err error) {
 	if s.setupDone.Load() {
 		return true, true, nil
 	}
-	ctx, cancel := callCtx(c)
+	ctx, cancel := s.callCtx(c)
 	defer cancel()
 	st, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).SetupState(ctx)
 	if err != nil {
@@ -76,7 +76,7 @@ func (s *Server) setupSubmit(c *fiber.Ctx) error {
 	case pw != pw2:
 		return again(fiber.StatusBadRequest, "The two passwords differ; type the same password twice.")
 	}
-	ctx, cancel := hashCallCtx(c)
+	ctx, cancel := s.slowCallCtx(c)
 	defer cancel()
 	sess, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).Setup(ctx, apitype.SetupRequest{Token: token, Username: f.Username, Password: pw})
 	if err != nil {
@@ -129,7 +129,7 @@ func (s *Server) loginSubmit(c *fiber.Ctx) error {
 	if f.Username == "" || pw == "" || len(f.Username) > maxUsername || len(pw) > maxPassword {
 		return again(fiber.StatusBadRequest, "Enter your username and password.")
 	}
-	ctx, cancel := hashCallCtx(c)
+	ctx, cancel := s.slowCallCtx(c)
 	defer cancel()
 	sess, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).Login(ctx, f.Username, pw)
 	if err != nil {
@@ -179,7 +179,7 @@ func (s *Server) resetSubmit(c *fiber.Ctx) error {
 	case pw != pw2:
 		return again(fiber.StatusBadRequest, "The two passwords differ; type the same password twice.")
 	}
-	ctx, cancel := hashCallCtx(c)
+	ctx, cancel := s.slowCallCtx(c)
 	defer cancel()
 	if err := s.be.For(Identity{ClientAddr: clientAddr(c)}).CompleteReset(ctx, f.Token, pw); err != nil {
 		st, msg := explain(err)

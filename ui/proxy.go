@@ -262,7 +262,7 @@ func (s *Server) forward(c *fiber.Ctx) error {
 	if fw, ok := api.(Forwarder); ok {
 		return s.forwardRaw(c, fw, rt, params, q, release)
 	}
-	ctx, cancel := callCtx(c)
+	ctx, cancel := s.routeCtx(c, rt, q)
 	defer cancel()
 	sctx, scancel := context.WithCancel(s.ctx)
 	f := &fwd{ctx: ctx, api: api, p: params, query: q, body: body, stream: sctx}
@@ -312,6 +312,11 @@ func (s *Server) forwardError(c *fiber.Ctx, err error) error {
 		return c.Status(ae.Status).JSON(apitype.Error{Error: ae.Message})
 	}
 	s.log.Warn("forwarding to omertad", "path", c.Path(), "err", err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// omertad may still finish what it was asked: say so, rather
+		// than that it is down.
+		return c.Status(fiber.StatusGatewayTimeout).JSON(apitype.Error{Error: "omertad did not answer in time; what was asked may still happen: look again in a moment"})
+	}
 	return c.Status(fiber.StatusBadGateway).JSON(apitype.Error{Error: "omertad did not answer; check that it runs (systemctl status omertad)"})
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -459,4 +460,58 @@ func openAndDrop(t *testing.T, addr, path, cookie string) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+func TestRouteTimeouts(t *testing.T) {
+	l := Limits{Call: time.Second, Slow: time.Minute}
+	for _, tc := range []struct {
+		method, pattern, query string
+		want                   time.Duration
+	}{
+		{"GET", "/api/v1/agents", "", time.Second},
+		{"GET", "/api/v1/agents/{id}/tasks", "wait=5m", time.Second}, // no wait on a list
+		{"POST", "/api/v1/agents", "", time.Minute},
+		{"PATCH", "/api/v1/agents/{id}", "", time.Minute},
+		{"DELETE", "/api/v1/agents/{id}", "", time.Minute},
+		{"POST", "/api/v1/agents/{id}/restart", "", time.Minute},
+		{"POST", "/api/v1/agents/{id}/tasks", "", time.Minute},
+		{"POST", "/api/v1/agents/{id}/tasks", "wait=30s", time.Minute + 30*time.Second},
+		{"POST", "/api/v1/agents/{id}/tasks", "wait=100h", time.Minute + apitype.MaxTaskWait},
+		{"POST", "/api/v1/agents/{id}/tasks", "wait=-5s", time.Minute},
+		{"POST", "/api/v1/agents/{id}/tasks", "wait=soon", time.Minute},
+	} {
+		var rt *route
+		for i := range allowList {
+			if allowList[i].method == tc.method && allowList[i].pattern == tc.pattern {
+				rt = &allowList[i]
+			}
+		}
+		if rt == nil {
+			t.Fatalf("%s %s not on the allow-list", tc.method, tc.pattern)
+		}
+		q, _ := url.ParseQuery(tc.query)
+		if got := rt.timeout(l, q); got != tc.want {
+			t.Errorf("%s %s?%s: waits %v, want %v", tc.method, tc.pattern, tc.query, got, tc.want)
+		}
+	}
+	if got := (Limits{}).Longest(); got != DefaultLimits.Slow+apitype.MaxTaskWait {
+		t.Errorf("Longest() = %v", got)
+	}
+}
+
+// A deploy that takes longer than a page's call is waited for; a read
+// that takes as long is answered 504, not 502: omertad is not down.
+func TestSlowChangesAreWaitedFor(t *testing.T) { bothModes(t, testSlowChangesAreWaitedFor) }
+
+func testSlowChangesAreWaitedFor(t *testing.T, raw bool) {
+	e := newEnvMode(t, Limits{Call: 50 * time.Millisecond, Slow: 4 * time.Second}, raw)
+	admin := e.signIn("alice", "admin")
+	e.fake.Delay.Store(int64(400 * time.Millisecond))
+	resp, body := e.get("/api/v1/agents", &admin)
+	wantStatus(t, resp, body, http.StatusGatewayTimeout)
+	wantContains(t, body, "may still happen")
+	r := req("POST", "/api/v1/agents", `{"entry":"sample-tool","id":"slow"}`, &admin)
+	r.Header.Set(CSRFHeader, admin.csrf)
+	resp, body = e.do(r)
+	wantStatus(t, resp, body, http.StatusCreated)
 }

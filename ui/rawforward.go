@@ -70,7 +70,7 @@ func (s *Server) forwardRaw(c *fiber.Ctx, fw Forwarder, rt *route, params map[st
 	stream := isStream(rt, q)
 	if !stream {
 		release()
-		return s.forwardAnswer(c, fw, rt.method, pq, h)
+		return s.forwardAnswer(c, fw, rt, q, pq, h)
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	resp, err := fw.Forward(ctx, rt.method, pq, h, nil, true)
@@ -117,9 +117,9 @@ func (s *Server) forwardRaw(c *fiber.Ctx, fw Forwarder, rt *route, params map[st
 // never holds a copy of it (a list of 200 agents is 300 KB, and fifty
 // browsers may ask at once); the call's context ends when the copy does.
 // Any other answer is read whole first, and refused past the bound.
-func (s *Server) forwardAnswer(c *fiber.Ctx, fw Forwarder, method, pq string, h http.Header) error {
-	ctx, cancel := callCtx(c)
-	resp, err := fw.Forward(ctx, method, pq, h, c.Body(), false)
+func (s *Server) forwardAnswer(c *fiber.Ctx, fw Forwarder, rt *route, q url.Values, pq string, h http.Header) error {
+	ctx, cancel := s.routeCtx(c, rt, q)
+	resp, err := fw.Forward(ctx, rt.method, pq, h, c.Body(), false)
 	if err != nil {
 		cancel()
 		return s.forwardError(c, err)

@@ -6,22 +6,12 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
 )
-
-// callTimeout bounds the calls to omertad that one page makes.
-const callTimeout = 10 * time.Second
-
-// hashCallTimeout bounds the calls that hash a password in omertad (setup,
-// login, reset): argon2id at 19 MiB takes 34 ms on this hardware but
-// seconds under emulation, and omertad queues hashes two at a time, so a
-// 10 s bound answered 502 on the booted image while Lynis ran beside it.
-const hashCallTimeout = 60 * time.Second
 
 func (s *Server) routes() {
 	a := s.app
@@ -82,7 +72,7 @@ func (s *Server) authed(c *fiber.Ctx) error {
 		return s.toLogin(c)
 	}
 	id := Identity{Session: sid, ClientAddr: clientAddr(c)}
-	ctx, cancel := context.WithTimeout(c.UserContext(), callTimeout)
+	ctx, cancel := s.callCtx(c)
 	defer cancel()
 	w, err := s.be.For(id).Identity(ctx)
 	if err != nil {
@@ -124,7 +114,7 @@ func (s *Server) isSetupDone(c *fiber.Ctx) bool {
 	if s.setupDone.Load() {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), callTimeout)
+	ctx, cancel := s.callCtx(c)
 	defer cancel()
 	st, err := s.be.For(Identity{ClientAddr: clientAddr(c)}).SetupState(ctx)
 	if err != nil {
@@ -245,12 +235,17 @@ func (s *Server) errorHandler(c *fiber.Ctx, err error) error {
 	return nil
 }
 
-// callCtx is the request's context, bounded for calls to omertad.
-func callCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.UserContext(), callTimeout)
+// callCtx is the request's context, bounded for a quick call to omertad.
+func (s *Server) callCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), s.limits.Call)
 }
 
-// hashCallCtx is callCtx for a call that hashes a password.
-func hashCallCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.UserContext(), hashCallTimeout)
+// slowCallCtx is callCtx for a call that hashes a password.
+func (s *Server) slowCallCtx(c *fiber.Ctx) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), s.limits.Slow)
+}
+
+// routeCtx is callCtx for a forwarded call of rt.
+func (s *Server) routeCtx(c *fiber.Ctx, rt *route, q url.Values) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(c.UserContext(), rt.timeout(s.limits, q))
 }

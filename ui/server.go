@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"github.com/omertaos/omertaos/appliance/apitype"
 )
 
 // Limits bound what clients can make the console hold.
@@ -48,6 +50,21 @@ type Limits struct {
 	Read  time.Duration
 	Write time.Duration
 	Idle  time.Duration
+	// Call bounds the wait for omertad's answer to a page's call or a
+	// forwarded read; Slow the wait for a change to an agent (omertad
+	// unpacks an image, starts a container, stops one within its grace
+	// period) and for a call that hashes a password. Under emulation,
+	// with the first-boot audit beside it, a deploy took over 10 s and
+	// argon2id seconds.
+	Call time.Duration
+	Slow time.Duration
+}
+
+// Longest is the longest the console waits for one answer of omertad: a
+// slow call that also waits for a task as long as it may. The API
+// client's own bound must be no shorter, or it cuts those calls off first.
+func (l Limits) Longest() time.Duration {
+	return l.withDefaults().Slow + apitype.MaxTaskWait
 }
 
 // DefaultLimits fit an appliance console: a handful of people and scripts,
@@ -62,6 +79,8 @@ var DefaultLimits = Limits{
 	Read:    10 * time.Second,
 	Write:   30 * time.Second,
 	Idle:    60 * time.Second,
+	Call:    10 * time.Second,
+	Slow:    3 * time.Minute,
 }
 
 func (l Limits) withDefaults() Limits {
@@ -85,6 +104,8 @@ func (l Limits) withDefaults() Limits {
 	setD(&d.Read, l.Read)
 	setD(&d.Write, l.Write)
 	setD(&d.Idle, l.Idle)
+	setD(&d.Call, l.Call)
+	setD(&d.Slow, l.Slow)
 	return d
 }
 

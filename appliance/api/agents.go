@@ -386,15 +386,12 @@ func statusView(s agents.Status) apitype.AgentStatus {
 	return out
 }
 
-// maxTaskWait bounds ?wait= of POST /agents/{id}/tasks.
-const maxTaskWait = 10 * time.Minute
-
 func (s *Server) runTask(c *fiber.Ctx) error {
 	var req apitype.TaskCreate
 	if err := decodeBody(c, &req); err != nil {
 		return err
 	}
-	wait, err := queryDuration(c, "wait", maxTaskWait)
+	wait, err := queryDuration(c, "wait", apitype.MaxTaskWait)
 	if err != nil {
 		return err
 	}

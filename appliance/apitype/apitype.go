@@ -142,4 +142,6 @@ const (
 	AuditLimitDefault = 100
 	DriftLimitDefault = 100
 	MaxListLimit      = 1000
+	// MaxTaskWait bounds ?wait= of POST /agents/{id}/tasks.
+	MaxTaskWait = 10 * time.Minute
 )

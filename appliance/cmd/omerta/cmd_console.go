@@ -119,7 +119,7 @@ func runConsole(ctx context.Context, stdout, stderr io.Writer, o consoleOptions)
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	client, err := o.api.client(30 * time.Second)
+	client, err := o.api.client(ui.DefaultLimits.Longest())
 	if err != nil {
 		return err
 	}
