@@ -122,6 +122,8 @@ var allowList = []route{
 	}},
 	{method: "GET", pattern: "/api/v1/audit/status", call: func(f *fwd) (any, error) { return f.api.AuditStatus(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/probe", call: func(f *fwd) (any, error) { return f.api.Probe(f.ctx) }},
+	{method: "GET", pattern: "/api/v1/gpus", call: func(f *fwd) (any, error) { return f.api.GPUs(f.ctx) }},
+	{method: "GET", pattern: "/api/v1/gpus/{uuid}", call: func(f *fwd) (any, error) { return f.api.GPU(f.ctx, f.p["uuid"]) }},
 	{method: "GET", pattern: "/api/v1/probe/drift", call: func(f *fwd) (any, error) {
 		limit, err := f.intQuery("limit", 0)
 		if err != nil {
@@ -195,6 +197,87 @@ var allowList = []route{
 	{method: "GET", pattern: "/api/v1/tasks/{id}", call: func(f *fwd) (any, error) { return f.api.Task(f.ctx, f.p["id"]) }},
 	{method: "POST", pattern: "/api/v1/tasks/{id}/cancel", call: func(f *fwd) (any, error) { return f.api.CancelTask(f.ctx, f.p["id"]) }},
 	{method: "GET", pattern: "/api/v1/events", call: events, stream: true},
+
+	// Policies, tenants, scopes, decisions and coverage: omertad changes
+	// its database only, not containerd, so no write is slow. The
+	// If-Match header is not forwarded: the body's if_version says it.
+	{method: "GET", pattern: "/api/v1/policies", call: withPolicy(func(f *fwd, p policyAPI) (any, error) { return p.Policies(f.ctx) })},
+	{method: "GET", pattern: "/api/v1/policies/{kind}/{name}", call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		return p.Policy(f.ctx, f.p["kind"], f.p["name"])
+	})},
+	{method: "PUT", pattern: "/api/v1/policies/{kind}/{name}", slow: false, call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		var req apitype.PolicyPut
+		if err := f.decode(&req); err != nil {
+			return nil, err
+		}
+		return p.PutPolicy(f.ctx, f.p["kind"], f.p["name"], req.Document, req.IfVersion)
+	})},
+	{method: "GET", pattern: "/api/v1/policies/{kind}/{name}/history", call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		before, err := f.int64Query("before", 0)
+		if err != nil {
+			return nil, err
+		}
+		limit, err := f.intQuery("limit", 0)
+		if err != nil {
+			return nil, err
+		}
+		return p.PolicyHistory(f.ctx, f.p["kind"], f.p["name"], before, limit)
+	})},
+	{method: "POST", pattern: "/api/v1/policies/{kind}/{name}/rollback", slow: false, call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		var req apitype.PolicyRollback
+		if err := f.decode(&req); err != nil {
+			return nil, err
+		}
+		return p.RollbackPolicy(f.ctx, f.p["kind"], f.p["name"], req.Version, req.IfVersion)
+	})},
+	{method: "GET", pattern: "/api/v1/tenants", call: withPolicy(func(f *fwd, p policyAPI) (any, error) { return p.Tenants(f.ctx) })},
+	{method: "GET", pattern: "/api/v1/tenants/{name}", call: withPolicy(func(f *fwd, p policyAPI) (any, error) { return p.Tenant(f.ctx, f.p["name"]) })},
+	{method: "PUT", pattern: "/api/v1/tenants/{name}", slow: false, call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		var req apitype.TenantPut
+		if err := f.decode(&req); err != nil {
+			return nil, err
+		}
+		return p.PutTenant(f.ctx, f.p["name"], req.Document)
+	})},
+	{method: "GET", pattern: "/api/v1/users/{name}/tenants", call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		return p.TenantScope(f.ctx, f.p["name"])
+	})},
+	{method: "PUT", pattern: "/api/v1/users/{name}/tenants", slow: false, call: withPolicy(func(f *fwd, p policyAPI) (any, error) {
+		var req apitype.TenantScopeSet
+		if err := f.decode(&req); err != nil {
+			return nil, err
+		}
+		return p.SetTenantScope(f.ctx, f.p["name"], req)
+	})},
+	{method: "GET", pattern: "/api/v1/decisions", call: withPolicy(decisions)},
+	{method: "GET", pattern: "/api/v1/coverage", call: withPolicy(func(f *fwd, p policyAPI) (any, error) { return p.Coverage(f.ctx) })},
+}
+
+// withPolicy calls a policy route through the API's policy calls.
+func withPolicy(call func(f *fwd, p policyAPI) (any, error)) func(f *fwd) (any, error) {
+	return func(f *fwd) (any, error) { return call(f, f.api) }
+}
+
+func decisions(f *fwd, p policyAPI) (any, error) {
+	var df apiclient.DecisionFilter
+	df.Agent, df.Tenant = f.query.Get("agent"), f.query.Get("tenant")
+	if len(df.Agent) > maxParam || len(df.Tenant) > maxParam {
+		return nil, badf("agent and tenant: at most %d bytes", maxParam)
+	}
+	var err error
+	if df.Denied, err = f.boolQuery("denied"); err != nil {
+		return nil, err
+	}
+	if df.Before, err = f.int64Query("before", 0); err != nil {
+		return nil, err
+	}
+	if df.Limit, err = f.intQuery("limit", 0); err != nil {
+		return nil, err
+	}
+	if df.Limit > apitype.DecisionLimitMax {
+		return nil, badf("limit: at most %d", apitype.DecisionLimitMax)
+	}
+	return p.Decisions(f.ctx, df)
 }
 
 func agentVerb(verb string) func(f *fwd) (any, error) {

@@ -52,6 +52,8 @@ type API interface {
 	Audit(ctx context.Context, after int64, limit int) ([]apitype.AuditRecord, error)
 	AuditStatus(ctx context.Context) (apitype.AuditStatus, error)
 	Probe(ctx context.Context) (apitype.ProbeView, error)
+	GPUs(ctx context.Context) (apitype.GPUList, error)
+	GPU(ctx context.Context, uuid string) (apitype.GPUView, error)
 	Drift(ctx context.Context, limit int) (apitype.DriftView, error)
 	Report(ctx context.Context) (apitype.ReportView, error)
 	ReportHTML(ctx context.Context) ([]byte, error)
@@ -74,6 +76,8 @@ type API interface {
 	Task(ctx context.Context, id string) (apitype.Task, error)
 	CancelTask(ctx context.Context, id string) (apitype.Task, error)
 	Events(ctx context.Context, f apiclient.EventFilter) (*apiclient.EventStream, error)
+
+	policyAPI // pages_policy.go
 }
 
 var _ API = (*apiclient.Client)(nil)

@@ -65,6 +65,9 @@ type dashboardData struct {
 	// Agents holds the agents by state and the deploy success KPI, both
 	// from GET /api/v1/summary/agents.
 	Agents part[agentCounts]
+	// Policy holds the policy coverage and manifests-validated KPIs,
+	// both from GET /api/v1/coverage.
+	Policy part[coverageKPI]
 	Drift  part[[]apitype.DriftEvent]
 	Audit  part[[]apitype.AuditRecord]
 }
@@ -99,6 +102,12 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		sum, err := a.AgentsSummary(ctx)
 		fill(&d.Agents, summaryCounts(sum), err)
 	})
+	run(can(w, actPolicyRead), &d.Policy.Hidden, func() {
+		cov, err := a.Coverage(ctx)
+		fill(&d.Policy, coverageKPIOf(cov), err)
+		// An omertad that serves no policy routes has no such figures.
+		d.Policy.Hidden = d.Policy.Missing
+	})
 	run(can(w, actDriftRead), &d.Drift.Hidden, func() {
 		v, err := a.Drift(ctx, dashboardDrift)
 		fill(&d.Drift, v.Events, err)
@@ -108,7 +117,7 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		fill(&d.Audit, recs, err)
 	})
 	wg.Wait()
-	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Drift.Status, d.Audit.Status) {
+	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Policy.Status, d.Drift.Status, d.Audit.Status) {
 		clearSessionCookie(c)
 		return s.toLogin(c)
 	}

@@ -300,7 +300,10 @@ func (s *Server) forwardError(c *fiber.Ctx, err error) error {
 	var inv *apiclient.InvalidError
 	var rl *apiclient.RateLimitedError
 	var ae *apiclient.Error
+	var de *apiclient.DeniedError
 	switch {
+	case errors.As(err, &de):
+		return c.Status(de.Err.Status).JSON(apitype.Denied{Error: de.Err.Message, Decision: de.Decision})
 	case errors.As(err, &br):
 		return c.Status(fiber.StatusBadRequest).JSON(apitype.Error{Error: br.msg})
 	case errors.As(err, &inv):

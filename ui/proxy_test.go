@@ -19,7 +19,7 @@ import (
 // walkParams fill each pattern's parameters with something that exists in
 // the fake.
 func walkPath(pattern string) string {
-	r := strings.NewReplacer("{name}", "bob")
+	r := strings.NewReplacer("{name}", "bob", "{kind}", "agent", "{uuid}", "GPU-aaaa")
 	p := r.Replace(pattern)
 	switch {
 	case strings.HasPrefix(p, "/api/v1/tokens/"):
@@ -43,6 +43,11 @@ var walkBodies = map[string]string{
 	"PATCH /api/v1/agents/{id}":       `{"config":{"a":1}}`,
 	"POST /api/v1/agents/{id}/tasks":  `{"input":{"x":1}}`,
 	"POST /api/v1/users/{name}/reset": ``,
+
+	"PUT /api/v1/policies/{kind}/{name}":           `{"document":"x"}`,
+	"POST /api/v1/policies/{kind}/{name}/rollback": `{"version":1}`,
+	"PUT /api/v1/tenants/{name}":                   `{"document":"x"}`,
+	"PUT /api/v1/users/{name}/tenants":             `{"restricted":false}`,
 }
 
 // TestEveryAllowedRouteReachesOmertad walks the allow-list: each route is

@@ -48,6 +48,8 @@ func (s *Server) routes() {
 	p.Get("/tokens", s.tokensPage)
 	p.Post("/tokens", s.tokenCreate)
 	p.Post("/tokens/:id/revoke", s.tokenRevoke)
+	s.policyPages(p)
+	p.Get("/gpus", s.gpusPage)
 	a.Use(s.notFound)
 }
 
@@ -151,7 +153,15 @@ func messageOf(err error) string {
 func explain(err error) (int, string) {
 	st := statusOf(err)
 	msg := messageOf(err)
+	var de *apiclient.DeniedError
 	switch {
+	case errors.As(err, &de):
+		// A policy's refusal, not the role's: say which rule and why.
+		out := "Refused by policy: " + msg + "."
+		if why := explainRule(de.Decision.Rule); why != "" {
+			out += " " + why
+		}
+		return st, out
 	case st == 0:
 		return fiber.StatusBadGateway, "omertad did not answer (" + err.Error() + "). Check that it runs: systemctl status omertad."
 	case st == http.StatusUnauthorized:

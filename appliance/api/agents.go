@@ -20,6 +20,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
@@ -55,18 +56,23 @@ func decodeBody(c *fiber.Ctx, v any) error {
 }
 
 // codeOf maps the agents domain's sentinel errors (and those of the
-// runtime and the catalog under it) to HTTP statuses; 0 means none
-// matched, a 500.
+// runtime, the catalog and the policy under it) to HTTP statuses; 0 means
+// none matched, a 500.
 func codeOf(err error) int {
 	switch {
 	case errors.Is(err, agents.ErrInvalid), errors.Is(err, catalog.ErrInvalid), errors.Is(err, runtime.ErrInvalid),
-		errors.Is(err, runtime.ErrDigestMismatch):
+		errors.Is(err, runtime.ErrDigestMismatch), errors.Is(err, policy.ErrInvalid):
 		return fiber.StatusBadRequest
-	case errors.Is(err, agents.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, runtime.ErrNotFound):
+	case errors.Is(err, agents.ErrNotFound), errors.Is(err, catalog.ErrNotFound), errors.Is(err, runtime.ErrNotFound),
+		errors.Is(err, policy.ErrNotFound):
 		return fiber.StatusNotFound
 	case errors.Is(err, agents.ErrExists), errors.Is(err, agents.ErrConflict), errors.Is(err, catalog.ErrDuplicate),
-		errors.Is(err, runtime.ErrExists), errors.Is(err, runtime.ErrState):
+		errors.Is(err, runtime.ErrExists), errors.Is(err, runtime.ErrState), errors.Is(err, policy.ErrConflict):
 		return fiber.StatusConflict
+	case errors.Is(err, policy.ErrDenied):
+		return fiber.StatusForbidden
+	case errors.Is(err, agents.ErrRateLimited), errors.Is(err, agents.ErrBusy):
+		return fiber.StatusTooManyRequests
 	case errors.Is(err, agents.ErrUnavailable), errors.Is(err, runtime.ErrUnavailable):
 		return fiber.StatusServiceUnavailable
 	case errors.Is(err, agents.ErrStartFailed), errors.Is(err, runtime.ErrStartFailed):
@@ -82,15 +88,23 @@ func codeOf(err error) int {
 }
 
 // fail answers err: a refusal with field problems as an apitype.Invalid
-// body, a known sentinel with its status and the error's message, anything
-// else as a 500 (logged by the error handler).
+// body, an admission refusal as a 403 with its decision (apitype.Denied),
+// a rate limit as a 429 with Retry-After, a known sentinel with its status
+// and the error's message, anything else as a 500 (logged by the error
+// handler).
 func (s *Server) fail(c *fiber.Ctx, err error) error {
 	if ps, ok := problemsOf(err); ok {
 		return c.Status(fiber.StatusBadRequest).JSON(apitype.Invalid{Error: terminal.Escape(err.Error()), Problems: ps})
 	}
+	if de, ok := deniedOf(err); ok {
+		return c.Status(fiber.StatusForbidden).JSON(apitype.Denied{Error: terminal.Escape(err.Error()), Decision: decisionView(&de.Decision)})
+	}
 	code := codeOf(err)
 	if code == 0 {
 		return err
+	}
+	if code == fiber.StatusTooManyRequests {
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds(err)))
 	}
 	// Answered here rather than by the error handler, which logs every
 	// 5xx: containerd being down is an expected state, reported by the
@@ -101,10 +115,13 @@ func (s *Server) fail(c *fiber.Ctx, err error) error {
 func problemsOf(err error) ([]apitype.Problem, bool) {
 	var ie *agents.InvalidError
 	var ce *catalog.ImportError
+	var pe *policy.InvalidError
 	var ps manifest.Problems
 	switch {
 	case errors.As(err, &ie):
 		ps = ie.Problems
+	case errors.As(err, &pe):
+		ps = pe.Problems
 	case errors.As(err, &ce):
 		ps = ce.Problems
 	case errors.As(err, &ps):
@@ -112,6 +129,16 @@ func problemsOf(err error) ([]apitype.Problem, bool) {
 		return nil, false
 	}
 	return problemViews(ps), true
+}
+
+// retryAfterSeconds is when a rate-limited caller may try again: the
+// policy's wait, rounded up, or a second for a busy service.
+func retryAfterSeconds(err error) int {
+	var rl *agents.RateLimitedError
+	if errors.As(err, &rl) && rl.RetryAfter > 0 {
+		return max(1, int((rl.RetryAfter+time.Second-1)/time.Second))
+	}
+	return 1
 }
 
 func problemViews(ps manifest.Problems) []apitype.Problem {
@@ -221,16 +248,16 @@ func (s *Server) agentRoutes(r fiber.Router) {
 	s.summaryRoutes(r)
 	r.Get("/agents", s.listAgents)
 	r.Post("/agents", s.deployAgent)
-	r.Get("/agents/:id", s.getAgent)
-	r.Patch("/agents/:id", s.patchAgent)
-	r.Delete("/agents/:id", s.deleteAgent)
-	r.Post("/agents/:id/disable", s.agentVerb("disable"))
-	r.Post("/agents/:id/enable", s.agentVerb("enable"))
-	r.Post("/agents/:id/restart", s.agentVerb("restart"))
-	r.Get("/agents/:id/tasks", s.listTasks)
-	r.Post("/agents/:id/tasks", s.runTask)
-	r.Get("/tasks/:id", s.getTask)
-	r.Post("/tasks/:id/cancel", s.cancelTask)
+	r.Get("/agents/:id", s.scopedAgent(s.getAgent))
+	r.Patch("/agents/:id", s.scopedAgent(s.patchAgent))
+	r.Delete("/agents/:id", s.scopedAgent(s.deleteAgent))
+	r.Post("/agents/:id/disable", s.scopedAgent(s.agentVerb("disable")))
+	r.Post("/agents/:id/enable", s.scopedAgent(s.agentVerb("enable")))
+	r.Post("/agents/:id/restart", s.scopedAgent(s.agentVerb("restart")))
+	r.Get("/agents/:id/tasks", s.scopedAgent(s.listTasks))
+	r.Post("/agents/:id/tasks", s.scopedAgent(s.runTask))
+	r.Get("/tasks/:id", s.scopedTask(s.getTask))
+	r.Post("/tasks/:id/cancel", s.scopedTask(s.cancelTask))
 }
 
 // listAgents answers GET /agents. An *agents.Service's list is a function
@@ -242,9 +269,18 @@ func (s *Server) agentRoutes(r fiber.Router) {
 // telemetry), this cache must go.
 func (s *Server) listAgents(c *fiber.Ctx) error {
 	ctx := c.UserContext()
+	sc, restricted, err := s.restricted(c)
+	if err != nil {
+		return s.fail(c, err)
+	}
 	build := func() ([]byte, error) { return s.agentListJSON(ctx) }
 	_, pure := s.deps.Agents.Service.(*agents.Service)
-	b, err := s.fromDB(ctx, pure, &s.agentList, build)
+	var b []byte
+	if restricted {
+		b, err = s.scopedAgentList(ctx, sc)
+	} else {
+		b, err = s.fromDB(ctx, pure, &s.agentList, build)
+	}
 	if err != nil {
 		return s.fail(c, err)
 	}
@@ -289,8 +325,11 @@ func (s *Server) deployAgent(c *fiber.Ctx) error {
 	if ok, why := it.Deployable(); !ok {
 		return fiber.NewError(fiber.StatusConflict, "catalog entry "+quoteValue(req.Entry)+": "+why)
 	}
+	if err := s.deployScope(c, req.Tenant); err != nil {
+		return s.fail(c, err)
+	}
 	a, err := s.deps.Agents.Service.Deploy(c.UserContext(), agents.DeployRequest{
-		Manifest: it.Manifest, ID: req.ID, Config: req.Config, Secrets: req.Secrets, Actor: actor(c),
+		Manifest: it.Manifest, ID: req.ID, Tenant: req.Tenant, Config: req.Config, Secrets: req.Secrets, Actor: actor(c),
 	})
 	return s.answerAgent(c, fiber.StatusCreated, a, err)
 }
@@ -353,7 +392,7 @@ func agentView(a *agents.Agent) (apitype.Agent, error) {
 	v := apitype.Agent{
 		ID: a.ID, Tenant: a.Tenant, Config: a.Config, SecretKeys: a.SecretKeys, Desired: string(a.Desired),
 		Generation: a.Generation, PatchPending: a.PatchPending, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
-		Status: statusView(a.Status),
+		Status: statusView(a.Status), GPUs: agentGPUsView(a.GPUs),
 	}
 	if v.Config == nil {
 		v.Config = map[string]any{}

@@ -43,6 +43,12 @@ type Deps struct {
 	// Agents are the handles of the catalog, image, agent, task and event
 	// routes and of /metrics (see agents.go).
 	Agents AgentsDeps
+	// GPU answers /api/v1/gpus: the GPUs the GPU service found and the
+	// agents holding them (see gpus.go); nil when omertad runs none.
+	GPU GPUService
+	// Policy serves the policies, tenants, scopes, decisions and coverage
+	// (see policy.go); nil leaves those routes out.
+	Policy PolicyService
 	// Limits bound what one client can make the API hold; zero fields take
 	// the defaults of DefaultLimits.
 	Limits Limits
@@ -165,6 +171,12 @@ func New(d Deps) *Server {
 		s.probeRoutes(v1)
 	}
 	s.agentsRoutes(v1)
+	if d.GPU != nil {
+		s.gpuRoutes(v1, d.GPU)
+	}
+	if d.Policy != nil {
+		s.policyRoutes(v1)
+	}
 	if d.Report.Root.Dir() != "" {
 		s.reportRoutes(v1)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/catalog"
 	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/auth"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -175,7 +176,7 @@ func newAuthEnv(t *testing.T, opts ...envOption) *authEnv {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(auth.Schema, agents.Schema, catalog.Schema))
+	st, err := store.Open(context.Background(), filepath.Join(dir, "state.db"), store.WithSchemas(auth.Schema, agents.Schema, catalog.Schema, policy.Schema))
 	if err != nil {
 		t.Fatal(err)
 	}

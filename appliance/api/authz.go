@@ -81,6 +81,9 @@ var rules = compileRules([]rule{
 	need("GET", "/api/v1/audit/status", auth.ActionAuditRead),
 	need("GET", "/api/v1/probe", auth.ActionProbeRead),
 	need("GET", "/api/v1/probe/drift", auth.ActionDriftRead),
+	// GPUs (gpus.go): hardware, as the probe is.
+	need("GET", "/api/v1/gpus", auth.ActionProbeRead),
+	need("GET", "/api/v1/gpus/:uuid", auth.ActionProbeRead),
 	need("GET", "/api/v1/report", auth.ActionReportsRead),
 	need("GET", "/api/v1/report.html", auth.ActionReportsRead),
 
@@ -108,6 +111,22 @@ var rules = compileRules([]rule{
 	need("POST", "/api/v1/tasks/:id/cancel", auth.ActionTasksWrite),
 	need("GET", "/api/v1/events", auth.ActionEventsRead),
 	need("GET", "/metrics", auth.ActionEventsRead),
+
+	// Policies, tenants, scopes, decisions and coverage (policy.go,
+	// policy_tenants.go). A caller restricted to some tenants is further
+	// scoped by the handlers: the others' are 404.
+	need("GET", "/api/v1/policies", auth.ActionPolicyRead),
+	need("GET", "/api/v1/policies/:kind/:name", auth.ActionPolicyRead),
+	need("PUT", "/api/v1/policies/:kind/:name", auth.ActionPolicyWrite),
+	need("GET", "/api/v1/policies/:kind/:name/history", auth.ActionPolicyRead),
+	need("POST", "/api/v1/policies/:kind/:name/rollback", auth.ActionPolicyWrite),
+	need("GET", "/api/v1/tenants", auth.ActionPolicyRead),
+	need("GET", "/api/v1/tenants/:name", auth.ActionPolicyRead),
+	need("PUT", "/api/v1/tenants/:name", auth.ActionPolicyWrite),
+	need("GET", "/api/v1/users/:name/tenants", auth.ActionUsersRead),
+	need("PUT", "/api/v1/users/:name/tenants", auth.ActionUsersWrite),
+	need("GET", "/api/v1/decisions", auth.ActionPolicyRead),
+	need("GET", "/api/v1/coverage", auth.ActionPolicyRead),
 })
 
 func compileRules(rs []rule) []rule {

@@ -25,6 +25,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
 	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/auth"
+	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/probe"
 	"github.com/omertaos/omertaos/appliance/store"
 )
@@ -43,7 +44,20 @@ func wiredEnv(t *testing.T) *authEnv {
 		d.Report = files
 		d.AuditChain = &apitype.AuditStatus{State: apitype.ChainIntact, CheckedAt: at}
 		d.Agents = wiredAgents(t, d.Store)
+		d.GPU = wiredGPU(t)
+		d.Policy = wiredPolicy(t, d.Store)
 	})
+}
+
+// wiredPolicy is the policy service on the env's store, knowing no
+// deployed agents.
+func wiredPolicy(t *testing.T, st *store.Store) PolicyService {
+	t.Helper()
+	pol, err := policy.New(t.Context(), policy.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
 }
 
 // wiredAgents are the agents routes' handles as agents_test.go builds

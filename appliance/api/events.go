@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,10 +43,21 @@ var eventTypes = map[string]agents.EventType{
 	apitype.EventAgentDeleted: agents.EventAgentDeleted,
 	apitype.EventTask:         agents.EventTask,
 	apitype.EventTelemetry:    agents.EventTelemetry,
+	apitype.EventGPUTelemetry: agents.EventGPU,
 }
 
+// eventTypeNames lists the types ?types= takes, for its refusal.
+var eventTypeNames = func() string {
+	names := make([]string, 0, len(eventTypes))
+	for n := range eventTypes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}()
+
 // eventRoutes serves GET /events: server-sent events (agent state changes,
-// task progress, telemetry), filtered by ?types=a,b, ?agent= and ?task=.
+// task progress, telemetry, GPU telemetry per agent), filtered by ?types=a,b, ?agent= and ?task=.
 // Each event is "id: SEQ", "event: TYPE", "data: JSON" (apitype.Event); a
 // comment line every heartbeat keeps proxies from closing the stream. A
 // client too slow to keep up gets an "lagged" event and the end of the
@@ -59,9 +71,17 @@ func (s *Server) events(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	sc, restricted, err := s.restricted(c)
+	if err != nil {
+		return s.fail(c, err)
+	}
 	release, err := s.streamSlot()
 	if err != nil {
 		return err
+	}
+	visible := func(string) bool { return true }
+	if restricted {
+		visible = s.agentVisible(sc)
 	}
 	sub := s.deps.Agents.Events.Subscribe(context.Background(), f)
 	conn := streamHeaders(c)
@@ -70,7 +90,7 @@ func (s *Server) events(c *fiber.Ctx) error {
 		defer sub.Close()
 		sw := newStreamWriter(w, conn, s.limits.Write)
 		defer sw.close()
-		s.streamEvents(sw, sub)
+		s.streamEvents(sw, sub, visible)
 	})
 	return nil
 }
@@ -101,7 +121,7 @@ func eventFilter(c *fiber.Ctx) (agents.Filter, error) {
 		for _, t := range strings.Split(v, ",") {
 			et, ok := eventTypes[t]
 			if !ok {
-				return f, fiber.NewError(fiber.StatusBadRequest, "query parameter types: "+quoteValue(t)+" is not one of agent.state, agent.deleted, task, telemetry")
+				return f, fiber.NewError(fiber.StatusBadRequest, "query parameter types: "+quoteValue(t)+" is not one of "+eventTypeNames)
 			}
 			f.Types = append(f.Types, et)
 		}
@@ -113,7 +133,7 @@ func eventFilter(c *fiber.Ctx) (agents.Filter, error) {
 	return f, nil
 }
 
-func (s *Server) streamEvents(w *streamWriter, sub *agents.Subscription) {
+func (s *Server) streamEvents(w *streamWriter, sub *agents.Subscription, visible func(agent string) bool) {
 	if !w.write(": omertad events\nretry: 3000\n\n") {
 		return
 	}
@@ -136,6 +156,9 @@ func (s *Server) streamEvents(w *streamWriter, sub *agents.Subscription) {
 					w.write("event: " + apitype.EventLagged + "\ndata: {\"error\":\"this stream fell behind and missed events; subscribe again\"}\n\n")
 				}
 				return
+			}
+			if e.Agent != "" && !visible(e.Agent) {
+				continue
 			}
 			msg, err := sseMessage(e)
 			if err != nil {
@@ -173,6 +196,8 @@ func eventData(d any) any {
 		return apitype.TaskEvent{State: string(x.State), ExitCode: x.ExitCode, Error: x.Error}
 	case agents.Sample:
 		return telemetryView(x)
+	case agents.GPUSample:
+		return gpuTelemetryView(x)
 	case nil:
 		return struct{}{}
 	}
@@ -184,6 +209,16 @@ func telemetryView(x agents.Sample) apitype.Telemetry {
 		Container: x.Container, At: x.At, CPUSeconds: x.CPUSeconds, CPUPercent: x.CPUPercent,
 		MemoryBytes: x.MemoryBytes, MemoryLimit: x.MemoryLimit, Pids: x.Pids, PidsLimit: x.PidsLimit, OOMKills: x.OOMKills,
 	}
+}
+
+// gpuTelemetryView is a telemetry.gpu event's data; Devices is never null.
+func gpuTelemetryView(x agents.GPUSample) apitype.GPUTelemetry {
+	out := apitype.GPUTelemetry{At: x.At, MemoryBytes: x.MemoryBytes, Devices: make([]apitype.GPUDeviceTelemetry, 0, len(x.Devices))}
+	for _, d := range x.Devices {
+		out.Devices = append(out.Devices, apitype.GPUDeviceTelemetry{UUID: d.UUID, Label: d.Label, MemoryBytes: d.MemoryBytes,
+			SMPercent: d.SMPercent, MemoryPercent: d.MemoryPercent, Processes: d.Processes})
+	}
+	return out
 }
 
 // streamWriter writes a streamed response. fasthttp sets one write

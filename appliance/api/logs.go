@@ -31,7 +31,7 @@ const logChunk = 16 << 10
 // replaced), with keep-alive comments in between, until the client goes
 // away or omertad stops.
 func (s *Server) logRoutes(r fiber.Router) {
-	r.Get("/agents/:id/logs", s.agentLogs)
+	r.Get("/agents/:id/logs", s.scopedAgent(s.agentLogs))
 }
 
 func (s *Server) agentLogs(c *fiber.Ctx) error {

@@ -33,12 +33,17 @@ const maxProblems = 200
 // send sends method path with body (JSON-encoded unless nil) and decodes a
 // 2xx answer into into (unless nil).
 func (c *Client) send(ctx context.Context, method, path string, body, into any) error {
-	status, data, err := c.roundTrip(ctx, method, path, body, "application/json")
+	return c.sendWith(ctx, method, path, nil, body, into)
+}
+
+// sendWith is send with extra request headers (If-Match).
+func (c *Client) sendWith(ctx context.Context, method, path string, hdr http.Header, body, into any) error {
+	status, rh, data, err := c.roundTripH(ctx, method, path, hdr, body, "application/json")
 	if err != nil {
 		return err
 	}
 	if status < 200 || status > 299 {
-		return answerError(method, path, status, data)
+		return answerErrorH(method, path, status, rh, data)
 	}
 	if into == nil || status == http.StatusNoContent {
 		return nil
@@ -52,17 +57,27 @@ func (c *Client) send(ctx context.Context, method, path string, body, into any) 
 // roundTrip sends one request and reads at most maxBody bytes of the
 // answer.
 func (c *Client) roundTrip(ctx context.Context, method, path string, body any, accept string) (int, []byte, error) {
+	status, _, data, err := c.roundTripH(ctx, method, path, nil, body, accept)
+	return status, data, err
+}
+
+// roundTripH is roundTrip with request headers hdr, returning the
+// answer's headers too.
+func (c *Client) roundTripH(ctx context.Context, method, path string, hdr http.Header, body any, accept string) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, nil, fmt.Errorf("%s %s: encoding the request: %w", method, path, err)
+			return 0, nil, nil, fmt.Errorf("%s %s: encoding the request: %w", method, path, err)
 		}
 		rd = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, "http://omertad"+path, rd)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
 	}
 	req.Header.Set("Accept", accept)
 	if body != nil {
@@ -70,23 +85,33 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body any, a
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
+		return 0, nil, nil, fmt.Errorf("%s %s on %s: %w", method, path, c.socket, err)
 	}
 	defer resp.Body.Close()
 	data, err := readBody(resp, c.maxBody)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: reading the response: %w", method, path, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: reading the response: %w", method, path, err)
 	}
 	if int64(len(data)) > c.maxBody {
-		return 0, nil, fmt.Errorf("%s %s: %w: more than %d bytes", method, path, ErrTooLarge, c.maxBody)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w: more than %d bytes", method, path, ErrTooLarge, c.maxBody)
 	}
-	return resp.StatusCode, data, nil
+	return resp.StatusCode, resp.Header, data, nil
 }
 
 // answerError is a non-2xx answer as an *Error, or an *InvalidError when
-// it lists problems.
+// it lists problems, or a *DeniedError when it carries an admission
+// decision.
 func answerError(method, path string, status int, data []byte) error {
+	return answerErrorH(method, path, status, nil, data)
+}
+
+// answerErrorH is answerError knowing the answer's headers: a 429 is a
+// *RateLimitedError with its Retry-After.
+func answerErrorH(method, path string, status int, hdr http.Header, data []byte) error {
 	e := &Error{Method: method, Path: path, Status: status, Message: errorMessage(data)}
+	if err := policyError(e, hdr, data); err != nil {
+		return err
+	}
 	var inv apitype.Invalid
 	if status == http.StatusBadRequest && json.Unmarshal(data, &inv) == nil && len(inv.Problems) > 0 {
 		if len(inv.Problems) > maxProblems {

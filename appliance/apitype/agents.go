@@ -171,8 +171,11 @@ type Resources struct {
 // are the operator's settings, keyed like the entry's spec.config; every
 // key of Secrets must be marked format: secret in its configSchema.
 type AgentDeploy struct {
-	Entry   string         `json:"entry"`
-	ID      string         `json:"id,omitempty"`
+	Entry string `json:"entry"`
+	ID    string `json:"id,omitempty"`
+	// Tenant is the tenant the agent joins (default "default"): its
+	// quotas and policies apply.
+	Tenant  string         `json:"tenant,omitempty"`
 	Config  map[string]any `json:"config,omitempty"`
 	Secrets map[string]any `json:"secrets,omitempty"`
 }
@@ -223,6 +226,8 @@ type Agent struct {
 	CreatedAt    time.Time       `json:"created_at"`
 	UpdatedAt    time.Time       `json:"updated_at"`
 	Status       AgentStatus     `json:"status"`
+	// GPUs is the agent's GPU grant; nil when it holds none.
+	GPUs *AgentGPUs `json:"gpus,omitempty"`
 }
 
 // AgentList is the body of GET /api/v1/agents, sorted by id.

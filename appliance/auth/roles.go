@@ -47,8 +47,10 @@ const (
 	ActionReportsRead  = "reports.read" // first-boot report, its verification, downloads
 	ActionProbeRead    = "probe.read"   // hardware, GPUs, compatibility verdict
 	ActionDriftRead    = "drift.read"
-	ActionEventsRead   = "events.read" // the live event stream (agents' state, metrics)
-	ActionSelf         = "self"        // one's own session: whoami, logout, own password
+	ActionEventsRead   = "events.read"  // the live event stream (agents' state, metrics)
+	ActionSelf         = "self"         // one's own session: whoami, logout, own password
+	ActionPolicyRead   = "policy.read"  // policies, tenants and quotas, decisions, coverage
+	ActionPolicyWrite  = "policy.write" // a policy's new version or rollback, a tenant, a user's tenant scope
 )
 
 var (
@@ -84,6 +86,10 @@ var permissions = map[string][]Role{
 	ActionDriftRead:    allRoles,
 	ActionEventsRead:   allRoles,
 	ActionSelf:         allRoles,
+	// What an agent may do is the administrator's to decide; everyone
+	// may read it, so that a refusal can be understood.
+	ActionPolicyRead:  allRoles,
+	ActionPolicyWrite: adminOnly,
 }
 
 // Allowed reports whether role may take action. Unknown roles and unknown

@@ -28,6 +28,8 @@ func TestAllowedMatrix(t *testing.T) {
 		ActionDriftRead:    "admin,operator,auditor",
 		ActionEventsRead:   "admin,operator,auditor",
 		ActionSelf:         "admin,operator,auditor",
+		ActionPolicyRead:   "admin,operator,auditor",
+		ActionPolicyWrite:  "admin",
 	}
 	if got := Actions(); !slices.Equal(got, sortedKeys(want)) {
 		t.Fatalf("Actions() = %v, want exactly %v", got, sortedKeys(want))

@@ -37,7 +37,7 @@ var permissions = map[string][]string{
 	"agents.read": {"admin", "operator", "auditor"}, "agents.write": {"admin", "operator"}, "agents.logs": {"admin", "operator"},
 	"tasks.read": {"admin", "operator"}, "tasks.write": {"admin", "operator"}, "catalog.read": {"admin", "operator"},
 	"catalog.write": {"admin", "operator"}, "secrets.read": {"admin"}, "secrets.write": {"admin", "operator"},
-	"users.read": {"admin"}, "users.write": {"admin"}, "tokens.read": {"admin"}, "tokens.write": {"admin"},
+	"users.read": {"admin"}, "users.write": {"admin"}, "policy.read": {"admin", "operator", "auditor"}, "policy.write": {"admin"}, "tokens.read": {"admin"}, "tokens.write": {"admin"},
 	"audit.read": {"admin", "auditor"}, "reports.read": {"admin", "operator", "auditor"},
 	"probe.read": {"admin", "operator", "auditor"}, "drift.read": {"admin", "operator", "auditor"},
 	"events.read": {"admin", "operator", "auditor"}, "self": {"admin", "operator", "auditor"},
@@ -99,9 +99,12 @@ type Fake struct {
 	logs      map[string]string
 	subs      map[*subscriber]bool
 	deploys   deployCount
+	pol       fakePolicy
 	hits      []string
 	headers   []http.Header
 	seq       uint64
+
+	gpus *apitype.GPUList
 
 	requests atomic.Int64
 	// Delay, when set, is slept before each answer (timeouts, load).
@@ -137,7 +140,7 @@ func Start(t testing.TB) *Fake {
 func New(socket string) *Fake {
 	f := &Fake{Socket: socket, users: map[string]*user{}, sessions: map[string]*session{}, tokens: map[int64]*token{},
 		resets: map[string]string{}, catalog: map[string]apitype.CatalogEntryView{}, agents: map[string]*apitype.Agent{},
-		tasks: map[string]*apitype.Task{}, logs: map[string]string{}, subs: map[*subscriber]bool{}}
+		tasks: map[string]*apitype.Task{}, logs: map[string]string{}, subs: map[*subscriber]bool{}, pol: newFakePolicy()}
 	f.seedCatalog()
 	f.mux = http.NewServeMux()
 	f.routes()
@@ -351,5 +354,7 @@ func (f *Fake) routes() {
 	f.evidenceRoutes()
 	f.agentRoutes()
 	f.summaryRoutes()
+	f.policyRoutes()
+	f.gpuRoutes()
 	f.streamRoutes()
 }

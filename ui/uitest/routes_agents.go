@@ -217,6 +217,10 @@ func (f *Fake) deploy(w http.ResponseWriter, r *http.Request, p principal) {
 		writeJSON(w, http.StatusBadRequest, apitype.Invalid{Error: "the configuration does not fit the schema", Problems: ps})
 		return
 	}
+	if d := f.pol.deny; d != nil {
+		writeJSON(w, http.StatusForbidden, apitype.Denied{Error: "denied by " + d.Rule + ": " + d.Reason, Decision: *d})
+		return
+	}
 	id := req.ID
 	if id == "" {
 		id = req.Entry

@@ -266,18 +266,20 @@ func readSettingsFile(path string) (map[string]any, error) {
 
 func newAgentsDeployCmd() *cobra.Command {
 	var (
-		f  apiFlags
-		s  settingsFlags
-		id string
+		f      apiFlags
+		s      settingsFlags
+		id     string
+		tenant string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy ENTRY",
 		Short: "Deploy a catalog entry as an agent",
 		Long: `deploy runs catalog entry ENTRY (see omerta catalog list) as an agent, with
-the settings given. --id runs it under another id, to run one entry twice.
-omertad checks the settings against the entry's configSchema, records the
-agent, and starts its container; the reconciler keeps it running from then
-on per its restart policy.`,
+the settings given. --id runs it under another id, to run one entry twice;
+--tenant deploys it into a tenant other than "default". omertad checks
+the settings against the entry's configSchema and the policies, records
+the agent, and starts its container; the reconciler keeps it running from
+then on per its restart policy.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			config, secrets, err := s.parse()
@@ -289,7 +291,7 @@ on per its restart policy.`,
 				return err
 			}
 			defer c.Close()
-			a, err := c.DeployAgent(cmd.Context(), apitype.AgentDeploy{Entry: args[0], ID: id, Config: config, Secrets: secrets})
+			a, err := c.DeployAgent(cmd.Context(), apitype.AgentDeploy{Entry: args[0], ID: id, Tenant: tenant, Config: config, Secrets: secrets})
 			if err != nil {
 				return explain(err)
 			}
@@ -303,6 +305,7 @@ on per its restart policy.`,
 	f.add(cmd, true)
 	s.add(cmd)
 	cmd.Flags().StringVar(&id, "id", "", "the agent's id (default: the entry's)")
+	cmd.Flags().StringVar(&tenant, "tenant", "", "the tenant the agent joins (default: default); its quotas and policies apply")
 	return cmd
 }
 

@@ -28,6 +28,9 @@ func commands() []*cobra.Command {
 		newRegistryCmd(),
 		newImageCmd(),
 		newAgentsCmd(),
+		newGPUCmd(),
+		newPolicyCmd(),
+		newTenantCmd(),
 		newConsoleCmd(),
 		newVersionCmd(),
 	}
