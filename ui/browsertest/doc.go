@@ -7,9 +7,10 @@
 // fingerprint first boot printed, then runs scenario.mjs: setup with the
 // token, sign-in, the dashboard, a deploy from the catalog through the
 // generated form, the agent running with its log streaming, a task and its
-// result, a disable, the audit log, the users page, and an auditor who sees
-// read-only pages and is refused by omertad when it tries to change
-// anything. Screenshots of every page go to out/browser/.
+// result, a disable (seen live by the agent's page, and by one whose
+// streams open only after the stop), the audit log, the users page, and
+// an auditor who sees read-only pages and is refused by omertad when it
+// tries to change anything. Screenshots of every page go to out/browser/.
 //
 // The package has no code outside its test: the harness holds a containerd
 // client (through ctrtest) and reads omertad's state, which the console

@@ -252,7 +252,9 @@ func (s *stack) startOmertad(t *testing.T, ctrd *ctrtest.Daemon, ns string) {
 // waitOmertad waits until omertad answers, has probed the machine and has
 // imported the sample tool's image (its catalog entry is deployable).
 func (s *stack) waitOmertad(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// Generous: omertad imports the bundled images first, slow on a
+	// loaded 2-core CI machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ready := map[string]func() error{
 		"health": func() error { _, err := s.api.Health(ctx); return err },
@@ -331,7 +333,7 @@ func (s *stack) startConsole(t *testing.T) {
 			t.Logf("the console's log:\n%s", p.log())
 		}
 	})
-	out, err := p.waitLog(30*time.Second, func(s string) bool { return fingerprintRE.MatchString(s) })
+	out, err := p.waitLog(time.Minute, func(s string) bool { return fingerprintRE.MatchString(s) })
 	if err != nil {
 		t.Fatal(err)
 	}

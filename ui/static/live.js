@@ -126,15 +126,20 @@
   }
 
   // --- agents list and agent page: state badges ----------------------------
+  var stateSeq = 0; // agent.state events seen, for refreshStates
   function onAgentState(ev) {
-    var d = ev.data || {};
+    stateSeq++;
+    showState(ev.agent, ev.data || {});
+  }
+
+  function showState(agent, d) {
     if (mode === 'agents') {
-      var row = document.querySelector('tr[data-agent-id="' + CSS.escape(ev.agent) + '"]');
+      var row = document.querySelector('tr[data-agent-id="' + CSS.escape(agent) + '"]');
       if (row) setBadge(row.querySelector('[data-testid="agent-state"]'), d.state);
-      else say('A new agent appeared (' + ev.agent + '): reload to see it.');
+      else say('A new agent appeared (' + agent + '): reload to see it.');
     } else if (mode === 'dashboard') {
       scheduleSummary();
-    } else if (mode === 'agent' && ev.agent === liveID) {
+    } else if (mode === 'agent' && agent === liveID) {
       setBadge(document.getElementById('agent-state'), d.state);
       var reason = document.getElementById('agent-reason');
       if (reason) reason.textContent = d.reason || '';
@@ -142,6 +147,27 @@
       if (desired && d.desired) desired.textContent = d.desired;
       if (d.desired) showActions(d.desired);
     }
+  }
+
+  // A stream tells only what happens once it is open: a change between
+  // the page's rendering and the stream's start, or while it reconnects,
+  // would never show (a page left at "pending" for an agent long running).
+  // So each time the stream opens the page asks for the states once; an
+  // event that came while it asked is newer, and the answer is dropped.
+  function refreshStates() {
+    if (mode === 'dashboard') { scheduleSummary(); return; }
+    var url = mode === 'agents' ? '/api/v1/agents' : (mode === 'agent' && liveID ? '/api/v1/agents/' + encodeURIComponent(liveID) : '');
+    if (!url) return;
+    var seq = stateSeq;
+    fetch(url, { credentials: 'same-origin', headers: { Accept: 'application/json' } })
+      .then(function (r) { if (!r.ok) throw new Error('HTTP ' + r.status); return r.json(); })
+      .then(function (v) {
+        if (seq !== stateSeq) return;
+        (mode === 'agents' ? v.agents || [] : [v]).forEach(function (a) {
+          if (a && a.status && a.status.state) showState(a.id, { state: a.status.state, reason: a.status.reason, desired: a.desired });
+        });
+      })
+      .catch(function () {});
   }
 
   // The agent page's actions follow the desired state: Enable for a
@@ -274,6 +300,7 @@
       esRetry.reset();
       say(mode === 'task' ? 'Following the task live.' : 'Live.');
       if (mode === 'task') refreshTask().then(function (fin) { if (fin) es.close(); }).catch(function () {});
+      else refreshStates();
     };
     es.onerror = function () {
       if (es.readyState !== EventSource.CLOSED) { say('Live updates paused: reconnecting to omertad…'); return; }

@@ -14,7 +14,6 @@ import (
 	"github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"github.com/containerd/containerd/v2/plugins"
 	"github.com/containerd/errdefs"
@@ -145,7 +144,7 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if _, err := r.Rotate(id); err != nil {
 		return err
 	}
-	task, err := ctr.NewTask(ctx, cio.LogFile(r.logPath(id)))
+	task, err := ctr.NewTask(ctx, r.logIO(id))
 	if errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("starting %s: %w: its task exists", quote(id), ErrState)
 	}

@@ -7,6 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
+
+	"github.com/containerd/containerd/v2/pkg/cio"
 )
 
 // Logs is the path of the agent's log file: its task's stdout and stderr,
@@ -21,6 +24,54 @@ func (r *Runtime) Logs(id string) (string, error) {
 }
 
 func (r *Runtime) logPath(id string) string { return filepath.Join(r.logDir, id+".log") }
+
+// logIO is the task's standard output and error, both appended by the
+// shim to the agent's log (created here if missing: the shim opens a path
+// that is no FIFO with O_APPEND and without O_CREAT).
+//
+// The log is named twice, stderr's path spelled with a "/./" in it, so
+// that the shim gives each stream a descriptor of its own. Given one path
+// for both, as cio.LogFile does, the shim (copyPipes, containerd 1.6 to
+// 2.x) shares one descriptor and the stdout copier closes it when stdout
+// ends: at the task's exit a last line on stderr, still being copied, is
+// lost (an agent's "stopping" as Stop deletes the task). Each stream's
+// copier runs to its EOF before the shim deletes the task; apart, neither
+// closes the other's descriptor.
+func (r *Runtime) logIO(id string) cio.Creator {
+	return func(string) (cio.IO, error) {
+		p := r.logPath(id)
+		if err := createLog(p); err != nil {
+			return nil, fmt.Errorf("opening the log of %s: %w", quote(id), err)
+		}
+		return &logIO{cfg: cio.Config{Stdout: p, Stderr: filepath.Join(r.logDir, ".") + "/./" + id + ".log"}}, nil
+	}
+}
+
+// createLog creates the log if it is missing, refusing anything at its
+// path but a regular file (a FIFO there would be opened as one).
+func createLog(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p)
+	}
+	return nil
+}
+
+// logIO holds nothing open in omertad: the shim owns the descriptors.
+type logIO struct{ cfg cio.Config }
+
+func (l *logIO) Config() cio.Config { return l.cfg }
+func (l *logIO) Cancel()            {}
+func (l *logIO) Wait()              {}
+func (l *logIO) Close() error       { return nil }
 
 // Rotate rotates the agent's log when it is larger than the rotation size:
 // it copies the log to .1 (shifting older ones, dropping the oldest) and
