@@ -1,6 +1,7 @@
 # The sample agents' OCI archives, included from the root Makefile.
 #
-#   make agents   out/agents/tool.oci.tar and web.oci.tar, their .digest
+#   make agents   out/agents/tool.oci.tar, web.oci.tar and echo-model.oci.tar
+#                 (the model gateway's local backend), their .digest
 #                 files and out/agents/index.json ({name: {ref, digest,
 #                 size, archive}}), rebuilt when a source changes
 #
@@ -12,7 +13,7 @@
 .PHONY: agents
 
 AGENTS_OUT      := out/agents
-AGENT_NAMES     := tool web
+AGENT_NAMES     := tool web echo-model
 AGENT_OUTPUTS   := $(AGENT_NAMES:%=$(AGENTS_OUT)/%.oci.tar) $(AGENT_NAMES:%=$(AGENTS_OUT)/%.digest) $(AGENTS_OUT)/index.json
 # What goes into the archives: the agents (the web agent uses the tool's ops
 # package), the packages of ours they and the builder import, the builder,

@@ -36,6 +36,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
   path = "$ctrd/opt"
 TOML
 
+# The demo's catalog: the shipped entries, and a gateway-mode client made
+# of the echo-model image, whose task (/agent ask) posts its input to the
+# model gateway.
+rm -rf "$demo/catalog"; mkdir -p "$demo/catalog"
+cp image/catalog/*.yaml "$demo/catalog/"
+cat >"$demo/catalog/gateway-client.yaml" <<'YAML'
+apiVersion: omertaos.dev/v1
+kind: Agent
+metadata: {id: gateway-client, name: Gateway client (demo), version: 0.1.0, category: Tools}
+spec:
+  image: {ref: omertaos.local/agents/echo-model:0.1.0}
+  command: ["/agent", "serve"]
+  resources: {cpu: 250m, memory: 64Mi, pids: 64}
+  network: {mode: gateway}
+  tasks: {command: ["/agent", "ask"], timeout: 60s, maxOutput: 1Mi}
+YAML
+
 cat >"$demo/omerta.yaml" <<YAML
 # Written by make demo: omertad with everything under $demo.
 profile: user
@@ -48,11 +65,18 @@ daemon:
 agents:
   containerd: $ctrd/c.sock
   namespace: omerta-demo
-  catalog_dir: $PWD/image/catalog
+  catalog_dir: $demo/catalog
   bundled_dir: $PWD/out/agents
   log_dir: $demo/agents/logs
   run_dir: $demo/agents/run
   runtime_root: $ctrd/runc
+# The agents' network (bridge omerta0, 10.88.0.0/24, nftables tables
+# omerta_agents) and the model gateway on 10.88.0.1:8080, routing
+# local-echo to the echo-model agent.
+gateway:
+  enabled: true
+  backends:
+    - {name: echo, agent: local-echo-model, port: 8080, models: [local-echo]}
 YAML
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -81,11 +105,23 @@ pid=$!
 cleanup() {
   # Agents first (their shims outlive containerd), then omertad, then
   # containerd and its directory.
-  "$bin" agents delete sample-tool --purge --socket "$sock" >/dev/null 2>&1 || true
+  for a in sample-tool gateway-client local-echo-model; do
+    "$bin" agents delete "$a" --purge --socket "$sock" >/dev/null 2>&1 || true
+  done
   [ -f "$demo/console/console.pid" ] && kill -TERM "$(cat "$demo/console/console.pid")" 2>/dev/null || true
   kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true
   kill -TERM $ctrd_pid 2>/dev/null; wait $ctrd_pid 2>/dev/null || true
   rm -rf "$ctrd"
+  # The agents' network outlives omertad by design (agents keep it across
+  # restarts); the demo removes it.
+  if command -v nft >/dev/null; then
+    nft delete table inet omerta_agents 2>/dev/null || true
+    nft delete table bridge omerta_agents 2>/dev/null || true
+  fi
+  ip link show omerta0 >/dev/null 2>&1 && ip link delete omerta0 2>/dev/null || true
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^omv/ {sub(/@.*/, "", $2); print $2}'); do
+    ip link delete "$l" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 for _ in $(seq 50); do [ -S "$sock" ] && curl -sf --unix-socket "$sock" http://omertad/healthz >/dev/null && break; sleep 0.1; done
@@ -119,6 +155,39 @@ echo '{"op":"extract","text":"Mail ops@example.com about the 2026-12-01 release,
 say "omerta agents logs sample-tool"
 cli agents logs sample-tool --tail 5
 
+
+# The model gateway: the echo model as a gateway-mode agent, a client
+# agent on the agents' network (it reaches the gateway and nothing else),
+# one chat completion through the gateway and its usage record. A failure
+# here is explained and the tour goes on.
+gateway_demo() {
+  say "omerta agents deploy local-echo-model (the local model backend, network mode gateway)"
+  cli agents deploy local-echo-model || return 1
+  say "omerta agents deploy gateway-client (network mode gateway: the gateway and the resolver only)"
+  cli agents deploy gateway-client || return 1
+  for a in local-echo-model gateway-client; do
+    for _ in $(seq 100); do
+      [ "$(cli agents get "$a" --json | jq -r .status.state)" = running ] && break; sleep 0.2
+    done
+  done
+  say "omerta agents task gateway-client: POST /v1/chat/completions through the gateway (no key: known by its address)"
+  echo '{"model":"local-echo","messages":[{"role":"user","content":"hello from an agent in gateway mode"}]}' |
+    cli agents task gateway-client --input - || return 1
+  say "the usage record (gateway_usage in demo/state/state.db, and /metrics)"
+  if command -v sqlite3 >/dev/null; then
+    for _ in $(seq 30); do
+      row=$(sqlite3 -header -column "$demo/state/state.db" \
+        "SELECT agent_id, model, backend, status, prompt_tokens, completion_tokens, latency_us FROM gateway_usage ORDER BY id DESC LIMIT 1")
+      [ -n "$row" ] && break; sleep 0.2
+    done
+    echo "$row"
+  fi
+  api /metrics | grep -E '^omerta_gateway_(requests|tokens)_total' || true
+}
+if ! gateway_demo; then
+  echo "  the model gateway part did not run; omertad says why:"
+  grep -E 'agents.network|gateway' "$demo/omertad.log" | tail -5 || true
+fi
 
 say "the web console (log: demo/console/console.log)"
 OMERTA_BIN=$bin OMERTA_SETUP_TOKEN_FILE=$demo/root/var/lib/omerta/setup-token scripts/demo-console.sh "$sock" "$demo/console"

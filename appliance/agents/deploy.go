@@ -102,6 +102,7 @@ func (s *Service) deployable(ctx context.Context, m *manifest.Manifest) error {
 		ps = append(ps, manifest.Problem{Path: "spec.image", Code: manifest.CodeRequired, Reason: "not deployable: no image"})
 	}
 	ps = append(ps, s.gpuProblems(ctx, m)...)
+	ps = append(ps, s.networkProblems(m)...)
 	for i, v := range m.Spec.Volumes {
 		if v.MountPath == ConfigMountPath || strings.HasPrefix(v.MountPath, ConfigMountPath+"/") {
 			ps = append(ps, manifest.Problem{Path: manifest.Index("spec.volumes", i) + ".mountPath", Code: manifest.CodeInvalid,

@@ -199,6 +199,7 @@ func (s *Service) runtimeSpec(id string, gen int64, m *manifest.Manifest) runtim
 		Env:       env,
 		CPUMillis: sp.Resources.CPUMillis(), MemoryBytes: sp.Resources.MemoryBytes(), Pids: int64(sp.Resources.PIDs),
 		Isolation: runtime.Isolation(sp.Isolation),
+		Network:   sp.Network.Mode,
 		StateDir:  s.agentDir(id),
 		Volumes:   vols,
 		Labels:    map[string]string{LabelAgent: id, LabelGeneration: strconv.FormatInt(gen, 10)},

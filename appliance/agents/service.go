@@ -83,6 +83,8 @@ type Service struct {
 
 	// gpus is GPU admission (gpus.go); nil when not configured.
 	gpus *gpuState
+	// network says whether gateway mode can run (network.go); nil: it cannot.
+	network func() error
 }
 
 // Option configures a Service.

@@ -107,6 +107,7 @@ type Config struct {
 	Firstboot Firstboot `yaml:"firstboot" json:"firstboot"`
 	Probe     Probe     `yaml:"probe" json:"probe"`
 	Agents    Agents    `yaml:"agents" json:"agents"`
+	Gateway   Gateway   `yaml:"gateway" json:"gateway"`
 }
 
 // Daemon configures omertad.
@@ -196,6 +197,7 @@ func Default() Config {
 		Firstboot: Firstboot{TokenTTL: 24 * time.Hour},
 		Probe:     Probe{Interval: time.Hour},
 		Agents:    DefaultAgents(),
+		Gateway:   DefaultGateway(),
 	}
 }
 
@@ -263,6 +265,11 @@ func Parse(data []byte, name string, base Config) (Config, error) {
 	}
 	cfg.SSH.AuthorizedKeys = append([]string(nil), base.SSH.AuthorizedKeys...)
 	cfg.Time.Servers = append([]string(nil), base.Time.Servers...)
+	cfg.Gateway.Upstreams = append([]string(nil), base.Gateway.Upstreams...)
+	cfg.Gateway.Backends = append([]GatewayBackend(nil), base.Gateway.Backends...)
+	for i := range cfg.Gateway.Backends {
+		cfg.Gateway.Backends[i].Models = append([]string(nil), cfg.Gateway.Backends[i].Models...)
+	}
 	if base.Firstboot.Lynis != nil {
 		v := *base.Firstboot.Lynis
 		cfg.Firstboot.Lynis = &v
@@ -343,7 +350,7 @@ var (
 
 // Validate checks every field and returns the first problem as a *FieldError.
 func (c *Config) Validate() error {
-	for _, check := range []func() error{c.validateTop, c.Daemon.validate, c.Network.validate, c.SSH.validate, c.Time.validate, c.validateTimers, c.Agents.validate} {
+	for _, check := range []func() error{c.validateTop, c.Daemon.validate, c.Network.validate, c.SSH.validate, c.Time.validate, c.validateTimers, c.Agents.validate, c.Gateway.validate} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -590,6 +597,7 @@ func (c Config) normalised() Config {
 	if len(c.Time.Servers) == 0 {
 		c.Time.Servers = nil
 	}
+	c.Gateway = c.Gateway.normalised()
 	return c
 }
 

@@ -283,7 +283,8 @@ func TestContainerdImportAndRun(t *testing.T) {
 		}
 	}
 	t.Run("tool", func(t *testing.T) { checkToolTasks(t, ctx, d, index["tool"].Ref) })
-	t.Run("web", func(t *testing.T) { checkWebAgent(t, ctx, d, index["web"].Ref) })
+	t.Run("web", func(t *testing.T) { checkWebAgent(t, ctx, d, index["web"].Ref, "w-agent") })
+	t.Run("echo-model", func(t *testing.T) { checkWebAgent(t, ctx, d, index["echo-model"].Ref, "e-agent") })
 }
 
 func imageListed(ls, ref, digest string) bool {
@@ -322,8 +323,9 @@ func checkToolTasks(t *testing.T, ctx context.Context, d *ctrd, ref string) {
 // exitRefusedByTool is the tool agent's status for a refused task.
 const exitRefusedByTool = 2
 
-func checkWebAgent(t *testing.T, ctx context.Context, d *ctrd, ref string) {
-	const id = "w-agent"
+// checkWebAgent runs a serving agent (web, echo-model) until its health
+// check passes, then stops it with SIGTERM.
+func checkWebAgent(t *testing.T, ctx context.Context, d *ctrd, ref, id string) {
 	d.mustCtr(t, ctx, "run", "-d", "--read-only", "--runc-root", filepath.Join(d.dir, "runc"), "--env", "AGENT_NAME=ctr test", ref, id)
 	t.Cleanup(func() {
 		c := context.Background()
@@ -341,12 +343,12 @@ func checkWebAgent(t *testing.T, ctx context.Context, d *ctrd, ref string) {
 		}
 	}
 	if !healthy {
-		t.Fatal("the web agent never passed its health check inside the container")
+		t.Fatalf("%s never passed its health check inside the container", ref)
 	}
 	start := time.Now()
 	d.mustCtr(t, ctx, "tasks", "kill", id) // SIGTERM
 	d.waitTask(t, ctx, id, "STOPPED", stopGrace)
-	t.Logf("web agent healthy in the container; stopped %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	t.Logf("%s healthy in the container; stopped %v after SIGTERM", ref, time.Since(start).Round(time.Millisecond))
 }
 
 // stopGrace is how long the web agent may take to stop on SIGTERM: it

@@ -1,5 +1,6 @@
-// Command agentimage builds the sample agents (image/agents/tool and
-// image/agents/web) into OCI image archives without a Docker engine or a
+// Command agentimage builds the sample agents (image/agents/tool,
+// image/agents/web and the local model backend image/agents/echo-model)
+// into OCI image archives without a Docker engine or a
 // registry:
 //
 //	go run ./scripts/agentimage -out out/agents
@@ -52,6 +53,14 @@ var agents = []agent{
 		description: "A status page and text extraction served over HTTP on its port.",
 		ports:       []string{"8080/tcp"},
 		env:         []string{"PORT=8080"},
+	},
+	{
+		name:        "echo-model",
+		pkg:         "./image/agents/echo-model",
+		title:       "OMERTAOS local echo model",
+		description: "An OpenAI-compatible model backend whose model, local-echo, answers with the prompt: the model gateway's local backend.",
+		ports:       []string{"8080/tcp"},
+		env:         []string{"PORT=8080", "MODELS=local-echo"},
 	},
 }
 

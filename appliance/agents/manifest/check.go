@@ -234,9 +234,10 @@ func (ps *Problems) checkNetwork(s *Spec) {
 	switch s.Network.Mode {
 	case "":
 		s.Network.Mode = NetworkNone
-	case NetworkNone:
-	case NetworkGateway:
-		ps.add("spec.network.mode", CodeUnavailable, "network mode gateway needs the policy issue (not yet available)")
+	case NetworkNone, NetworkGateway:
+		// Whether this appliance can give gateway mode (the agents'
+		// network enabled and up) is the agents service's to say, at
+		// deploy: a manifest is valid on any appliance.
 	default:
 		ps.add("spec.network.mode", CodeInvalid, "%s is not none or gateway", quote(s.Network.Mode))
 	}

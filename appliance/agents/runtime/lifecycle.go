@@ -35,6 +35,9 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (err error) {
 	if err = s.normalize(); err != nil {
 		return err
 	}
+	if err = r.checkNetwork(s); err != nil {
+		return err
+	}
 	defer r.busy(s.ID)()
 	ctx = r.ctx(ctx)
 	if _, err := r.c.ContainerService().Get(ctx, s.ID); err == nil {
@@ -59,6 +62,7 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (err error) {
 	for k, v := range s.Labels {
 		labels[k] = v
 	}
+	networkLabels(s, labels)
 	if s.GPUs != nil {
 		if labels[labelGPUs], err = gpuLabel(s.GPUs); err != nil {
 			return fmt.Errorf("recording the GPUs of %s: %w", quote(s.ID), err)
@@ -69,7 +73,7 @@ func (r *Runtime) Create(ctx context.Context, s Spec) (err error) {
 		client.WithSnapshotter(r.snapshotter),
 		client.WithNewSnapshot(s.ID, img),
 		client.WithRuntime(plugins.RuntimeRuncV2, r.runtimeOptions(s.Isolation)),
-		client.WithNewSpec(specOpts(s, ic, cdiDirs)...),
+		client.WithNewSpec(append(specOpts(s, ic, cdiDirs), r.networkSpecOpts(s)...)...),
 		client.WithContainerLabels(labels),
 	)
 	return wrap("creating container "+quote(s.ID), err)
@@ -149,10 +153,14 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 		return fmt.Errorf("starting %s: %w: its task exists", quote(id), ErrState)
 	}
 	if err == nil {
+		err = r.attachNetwork(ctx, ctr, task)
+	}
+	if err == nil {
 		err = startTask(ctx, task)
 	}
 	if err != nil {
 		cerr := r.discard(ctx, ctr)
+		r.releaseNetwork(ctx, id)
 		return errors.Join(fmt.Errorf("starting %s: %w: %w", quote(id), ErrStartFailed, err), cerr)
 	}
 	return nil
@@ -340,7 +348,8 @@ func (r *Runtime) Delete(ctx context.Context, id string) error {
 		return wrap("deleting "+quote(id), err)
 	}
 	err = ctr.Delete(ctx, client.WithSnapshotCleanup)
-	if errdefs.IsNotFound(err) {
+	if err == nil || errdefs.IsNotFound(err) {
+		r.releaseNetwork(ctx, id)
 		return nil
 	}
 	return wrap("deleting "+quote(id), err)

@@ -74,6 +74,7 @@ type Runtime struct {
 	socketDir string
 	mountinfo string
 	runcBin   string
+	net       Network // the agents' network (network.go); nil: gateway mode refused
 
 	mu       sync.Mutex
 	inflight map[string]int  // container ids being created, started, stopped or deleted

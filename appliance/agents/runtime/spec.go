@@ -75,6 +75,8 @@ type Spec struct {
 	// A sandboxed agent cannot have GPUs (ErrUnsupported; SandboxGPUs
 	// says why).
 	GPUs *gpu.Grant
+	// Network is NetworkNone ("" too) or NetworkGateway (network.go).
+	Network string
 }
 
 // Volume is a data directory of the agent, StateDir/Name on the host,

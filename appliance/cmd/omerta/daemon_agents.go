@@ -25,7 +25,7 @@ import (
 )
 
 // agentSchemas are the agents domain's tables.
-var agentSchemas = []store.Schema{agents.Schema, catalog.Schema}
+var agentSchemas = append([]store.Schema{agents.Schema, catalog.Schema}, gatewaySchemas...)
 
 // agentsDir is where the agents' data directories live, inside omertad's
 // state directory.
@@ -71,6 +71,8 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	if a.RuntimeRoot != "" {
 		opts = append(opts, runtime.WithRuntimeRoot(a.RuntimeRoot))
 	}
+	agentsNet := newAgentNetwork(d) // nil unless gateway.enabled (daemon_gateway.go)
+	opts = append(opts, agentsNet.runtimeOptions()...)
 	rt, err := runtime.New(cc, opts...)
 	if err != nil {
 		cc.Close()
@@ -99,18 +101,21 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
 		agents.WithTelemetryInterval(a.TelemetryInterval),
 		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol),
-		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status))
+		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status), agents.WithNetwork(agentsNet.readyFunc()))
 	if err != nil {
 		cc.Close()
 		return agentsWiring{}, fmt.Errorf("agents: %w", err)
 	}
+	netServices := agentsNet.services(d, rt, func() *agents.Service { return svc }, pol)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	reg.MustRegister(svc.Collectors()...)
 	reg.MustRegister(gpus.Collectors()...)
+	reg.MustRegister(agentsNet.collectors()...)
 	// The GPU service before the agents service, whose reconciler waits
 	// for its first refresh.
 	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), gpus, svc}
+	services = append(services, netServices...)
 	return agentsWiring{services: services, policy: pol, gpu: gpus, api: api.AgentsDeps{
 		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),

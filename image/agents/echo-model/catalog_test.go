@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"errors"
 	"os"
 	"slices"
 	"testing"
@@ -10,30 +8,20 @@ import (
 	"github.com/omertaos/omertaos/appliance/agents/manifest"
 )
 
-// TestCatalogEntry checks the catalog entry proposed for image/catalog
-// (testdata/catalog-entry.yaml) with the manifest's own rules, and that it
-// runs this program the way run expects. Until network mode gateway is
-// available, that is the one problem allowed.
+// TestCatalogEntry checks the shipped catalog entry
+// (image/catalog/local-echo-model.yaml) with the manifest's own rules, and
+// that it runs this program the way run expects, in gateway mode.
 func TestCatalogEntry(t *testing.T) {
-	data, err := os.ReadFile("testdata/catalog-entry.yaml")
+	data, err := os.ReadFile("../../catalog/local-echo-model.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := manifest.Parse(data)
-	var ps manifest.Problems
-	if errors.As(err, &ps) {
-		for _, p := range ps {
-			if p.Path == "spec.network.mode" && p.Code == manifest.CodeUnavailable {
-				t.Logf("allowed until gateway mode lands: %s", p)
-				continue
-			}
-			t.Errorf("problem: %s", p)
-		}
-		// The rest of the entry, read with the mode the manifest takes now.
-		m, err = manifest.Parse(bytes.Replace(data, []byte("mode: gateway"), []byte("mode: none"), 1))
-	}
 	if err != nil {
 		t.Fatal(err)
+	}
+	if m.Spec.Network.Mode != manifest.NetworkGateway {
+		t.Fatalf("network mode %q: the gateway reaches the backend on the agents' network", m.Spec.Network.Mode)
 	}
 	if !slices.Equal(m.Spec.Command, []string{"/agent", "serve"}) {
 		t.Fatalf("command %q", m.Spec.Command)

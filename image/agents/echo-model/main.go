@@ -5,6 +5,10 @@
 //
 //	/agent serve         serve until SIGTERM, then stop gracefully
 //	/agent healthcheck   GET /healthz on the local port; exit 0 when healthy
+//	/agent ask           post the chat completion request on stdin to the
+//	                     model gateway (OPENAI_BASE_URL, default
+//	                     http://10.88.0.1:8080/v1) and print the answer:
+//	                     the image as a gateway-mode client (a task)
 //
 // Endpoints: POST /v1/chat/completions (with "stream": true as server-sent
 // events), POST /v1/completions (likewise), POST /v1/embeddings
@@ -46,7 +50,7 @@ const (
 )
 
 var (
-	errUsage = errors.New("usage: /agent serve | /agent healthcheck")
+	errUsage = errors.New("usage: /agent serve | /agent healthcheck | /agent ask < request.json")
 	modelRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$`)
 )
 
@@ -86,6 +90,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return serve(ctx, ln, cfg, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", cfg.port))
+	case "ask":
+		endpoint, err := askURL(getenv)
+		if err != nil {
+			return err
+		}
+		return ask(ctx, endpoint, os.Stdin, os.Stdout)
 	}
 	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
 }
