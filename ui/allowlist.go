@@ -150,6 +150,7 @@ var allowList = []route{
 
 	{method: "GET", pattern: "/api/v1/agents", call: func(f *fwd) (any, error) { return f.api.Agents(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/summary/agents", call: func(f *fwd) (any, error) { return f.api.AgentsSummary(f.ctx) }},
+	{method: "GET", pattern: "/api/v1/dashboard", call: func(f *fwd) (any, error) { return f.api.Dashboard(f.ctx) }},
 	{method: "POST", pattern: "/api/v1/agents", slow: true, status: 201, call: func(f *fwd) (any, error) {
 		var req apitype.AgentDeploy
 		if err := f.decode(&req); err != nil {

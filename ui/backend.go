@@ -64,6 +64,7 @@ type API interface {
 	Images(ctx context.Context) (apitype.ImageList, error)
 	Agents(ctx context.Context) (apitype.AgentList, error)
 	AgentsSummary(ctx context.Context) (apitype.AgentsSummary, error)
+	Dashboard(ctx context.Context) (apitype.Dashboard, error)
 	Agent(ctx context.Context, id string) (apitype.Agent, error)
 	DeployAgent(ctx context.Context, req apitype.AgentDeploy) (apitype.Agent, error)
 	PatchAgent(ctx context.Context, id string, req apitype.AgentPatch) (apitype.Agent, error)

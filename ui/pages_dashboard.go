@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
 )
 
@@ -63,23 +64,48 @@ type dashboardData struct {
 	Report part[reportSummary]
 	Probe  part[probeSummary]
 	// Agents holds the agents by state and the deploy success KPI, both
-	// from GET /api/v1/summary/agents.
+	// from the dashboard's agents section (or GET /api/v1/summary/agents).
 	Agents part[agentCounts]
 	// Policy holds the policy coverage and manifests-validated KPIs,
-	// both from GET /api/v1/coverage.
+	// both from its coverage section (or GET /api/v1/coverage).
 	Policy part[coverageKPI]
 	Drift  part[[]apitype.DriftEvent]
 	Audit  part[[]apitype.AuditRecord]
 }
 
-// dashboardCalls is how many records of each list the dashboard shows.
+// How many records of each list the dashboard shows: as many as
+// omertad's one answer carries.
 const (
-	dashboardDrift = 5
-	dashboardAudit = 8
+	dashboardDrift = apitype.DashboardDriftEvents
+	dashboardAudit = apitype.DashboardAuditRecords
 )
 
+// dashboard renders the dashboard from omertad's one answer of GET
+// /api/v1/dashboard. An omertad without that route (404) is asked section
+// by section instead, as the console did before it (dashboardCalls): the
+// console and omertad ship in one binary, so that is only for a console
+// run against an older omertad during development.
 func (s *Server) dashboard(c *fiber.Ctx) error {
 	w, a, ctx := who(c), api(c), c.UserContext()
+	var d dashboardData
+	dash, err := a.Dashboard(ctx)
+	switch {
+	case err == nil:
+		d = dashboardFrom(w, dash)
+	case statusOf(err) == http.StatusNotFound:
+		d = s.dashboardCalls(ctx, w, a)
+	default:
+		d = dashboardFailed(w, err)
+	}
+	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Policy.Status, d.Drift.Status, d.Audit.Status) {
+		clearSessionCookie(c)
+		return s.toLogin(c)
+	}
+	return s.render(c, fiber.StatusOK, "dashboard", &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d})
+}
+
+// dashboardCalls makes the dashboard with one call per section.
+func (s *Server) dashboardCalls(ctx context.Context, w *apitype.Whoami, a API) dashboardData {
 	var d dashboardData
 	var wg sync.WaitGroup
 	run := func(allowed bool, hidden *bool, f func()) {
@@ -117,11 +143,104 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 		fill(&d.Audit, recs, err)
 	})
 	wg.Wait()
-	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Policy.Status, d.Drift.Status, d.Audit.Status) {
-		clearSessionCookie(c)
-		return s.toLogin(c)
+	return d
+}
+
+// dashboardFailed is every section the role may see saying why the one
+// call failed.
+func dashboardFailed(w *apitype.Whoami, err error) dashboardData {
+	var d dashboardData
+	failed := func(allowed bool, hidden *bool, fillErr func()) {
+		if *hidden = !allowed; allowed {
+			fillErr()
+		}
 	}
-	return s.render(c, fiber.StatusOK, "dashboard", &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d})
+	failed(can(w, actReportsRead), &d.Report.Hidden, func() { fill(&d.Report, reportSummary{}, err) })
+	failed(can(w, actProbeRead), &d.Probe.Hidden, func() { fill(&d.Probe, probeSummary{}, err) })
+	failed(can(w, actAgentsRead), &d.Agents.Hidden, func() { fill(&d.Agents, agentCounts{}, err) })
+	failed(can(w, actPolicyRead), &d.Policy.Hidden, func() { fill(&d.Policy, coverageKPI{}, err) })
+	failed(can(w, actDriftRead), &d.Drift.Hidden, func() { fill(&d.Drift, nil, err) })
+	failed(can(w, actAuditRead), &d.Audit.Hidden, func() { fill(&d.Audit, nil, err) })
+	return d
+}
+
+// dashboardFrom is the page's view of omertad's answer. A section is
+// shown when the role may read it and omertad sent it; each says what
+// its own status was.
+func dashboardFrom(w *apitype.Whoami, dash apitype.Dashboard) dashboardData {
+	var d dashboardData
+	if r := dash.Report; shown(&d.Report, can(w, actReportsRead) && r != nil) && sectionOK(&d.Report, r.Section) {
+		d.Report.V = reportDigest(r)
+	}
+	if p := dash.Probe; shown(&d.Probe, can(w, actProbeRead) && p != nil) && sectionOK(&d.Probe, p.Section) {
+		d.Probe.V = probeDigest(p)
+	}
+	if ag := dash.Agents; shown(&d.Agents, can(w, actAgentsRead) && ag != nil) && sectionOK(&d.Agents, ag.Section) && ag.Summary != nil {
+		d.Agents.V = summaryCounts(*ag.Summary)
+		d.Agents.V.Scoped = ag.Scoped
+	}
+	if cv := dash.Coverage; shown(&d.Policy, can(w, actPolicyRead) && cv != nil) && sectionOK(&d.Policy, cv.Section) && cv.Coverage != nil {
+		d.Policy.V = coverageKPIOf(*cv.Coverage)
+	}
+	d.Policy.Hidden = d.Policy.Hidden || d.Policy.Missing // no policy service, no such figures
+	if dr := dash.Drift; shown(&d.Drift, can(w, actDriftRead) && dr != nil) && sectionOK(&d.Drift, dr.Section) {
+		d.Drift.V = dr.Events
+	}
+	if au := dash.Audit; shown(&d.Audit, can(w, actAuditRead) && au != nil) && sectionOK(&d.Audit, au.Section) {
+		d.Audit.V = au.Records
+	}
+	return d
+}
+
+// shown hides p unless it is to be shown, and says which.
+func shown[T any](p *part[T], show bool) bool {
+	p.Hidden = !show
+	return show
+}
+
+// sectionOK sets p from a section's status as fill does from a call's
+// error, and reports whether the section holds its figures.
+func sectionOK[T any](p *part[T], sec apitype.Section) bool {
+	switch {
+	case sec.OK():
+		return true
+	case sec.Status == http.StatusNotFound:
+		p.Missing = true
+	default:
+		p.Status = sec.Status
+		_, p.Err = explain(&apiclient.Error{Method: http.MethodGet, Path: "/api/v1/dashboard", Status: sec.Status, Message: sec.Error})
+	}
+	return false
+}
+
+// reportDigest is the report's summary as the dashboard shows it.
+func reportDigest(r *apitype.DashboardReport) reportSummary {
+	out := reportSummary{Verification: r.Verification}
+	if sum := r.Summary; sum != nil {
+		out.Hostname, out.Profile, out.FinishedAt, out.ProbeStatus, out.Summary = sum.Hostname, sum.Profile, sum.FinishedAt, sum.ProbeStatus, sum.Outcomes
+	}
+	if la := r.LynisAudit; la != nil {
+		state := la.Status
+		if state == "pending" { // deferred until after first boot, not sealed yet
+			state = "running"
+		}
+		out.Audit = auditView{State: state, Reason: la.Reason, Version: la.Version, Index: la.Index, Warnings: la.Warnings}
+	}
+	return out
+}
+
+// probeDigest is the hardware summary as the dashboard shows it.
+func probeDigest(p *apitype.DashboardProbe) probeSummary {
+	out := probeSummary{At: p.At, CPU: p.CPU, Cores: p.Cores, Threads: p.Threads, Memory: p.MemoryBytes, GPU: p.GPU, GPUCount: p.GPUCount}
+	if v := p.Verdict; v != nil {
+		out.Verdict = *v
+		for _, ch := range v.Checks {
+			if ch.Status != "pass" {
+				out.Failing = append(out.Failing, ch)
+			}
+		}
+	}
+	return out
 }
 
 // anyUnauthorized: a session that ended between whoami and the data
@@ -294,6 +413,9 @@ type agentCounts struct {
 	Total   int
 	ByState []stateCount
 	Deploys deployKPI
+	// Scoped: the caller sees only some tenants; the counts are theirs
+	// and omertad sends no deploy KPI (it is the appliance's).
+	Scoped bool
 }
 
 type stateCount struct {

@@ -25,8 +25,9 @@ func (s *Server) routes() {
 	a.Post("/login", s.bounded, s.loginSubmit)
 	a.Get("/reset", s.bounded, s.resetPage)
 	a.Post("/reset", s.bounded, s.resetSubmit)
+	a.All("/agents/:id/ui/*", s.bounded, s.agentUI) // agentui.go: a session, but no CSRF token: see there
 
-	p := a.Group("", s.bounded, s.authed)
+	p := a.Group("", s.bounded, s.authed(newIdentityCache(s.now)))
 	p.Post("/logout", s.logout)
 	p.Get("/", s.dashboard)
 	p.Get("/catalog", s.catalogPage)
@@ -67,34 +68,50 @@ func api(c *fiber.Ctx) API             { a, _ := c.Locals(localAPI).(API); retur
 func clientAddr(c *fiber.Ctx) string { return c.IP() }
 
 // authed lets a request through only with a session omertad accepts, and
-// a state-changing one only with that session's CSRF token.
-func (s *Server) authed(c *fiber.Ctx) error {
-	sid := sessionID(c)
-	if sid == "" {
-		return s.toLogin(c)
-	}
-	id := Identity{Session: sid, ClientAddr: clientAddr(c)}
-	ctx, cancel := s.callCtx(c)
-	defer cancel()
-	w, err := s.be.For(id).Identity(ctx)
-	if err != nil {
-		if statusOf(err) == http.StatusUnauthorized {
-			clearSessionCookie(c)
+// a state-changing one only with that session's CSRF token. omertad's
+// whoami for a session is kept for identityTTL for pages that change
+// nothing (see identityCache for why that is safe); a page that ends the
+// session (logout, any 401 from omertad) forgets it.
+func (s *Server) authed(ids *identityCache) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		sid := sessionID(c)
+		if sid == "" {
 			return s.toLogin(c)
 		}
-		return s.backendError(c, err)
-	}
-	if !safeMethod(c.Method()) {
-		got := csrfFromRequest(c)
-		if !csrfMatches(w.CSRFToken, got) {
-			return s.refuse(c, fiber.StatusForbidden, "Refused: this form is missing its security token or it has expired. Reload the page and try again.")
+		id := Identity{Session: sid, ClientAddr: clientAddr(c)}
+		ctx, cancel := s.callCtx(c)
+		defer cancel()
+		// A change always asks: its CSRF token is checked against omertad's
+		// answer of now.
+		w, ok := ids.get(sid)
+		if !ok || !safeMethod(c.Method()) {
+			var err error
+			if w, err = s.be.For(id).Identity(ctx); err != nil {
+				if statusOf(err) == http.StatusUnauthorized {
+					ids.forget(sid)
+					clearSessionCookie(c)
+					return s.toLogin(c)
+				}
+				return s.backendError(c, err)
+			}
+			ids.put(sid, w)
 		}
-		id.CSRF = got
+		if !safeMethod(c.Method()) {
+			got := csrfFromRequest(c)
+			if !csrfMatches(w.CSRFToken, got) {
+				return s.refuse(c, fiber.StatusForbidden, "Refused: this form is missing its security token or it has expired. Reload the page and try again.")
+			}
+			id.CSRF = got
+		}
+		c.Locals(localWho, &w)
+		c.Locals(localAPI, s.be.For(id))
+		c.SetUserContext(ctx)
+		err := c.Next()
+		if sessionCleared(c) {
+			ids.forget(sid)
+		}
+		return err
 	}
-	c.Locals(localWho, &w)
-	c.Locals(localAPI, s.be.For(id))
-	c.SetUserContext(ctx)
-	return c.Next()
 }
 
 // toLogin sends a person without a session to the login page, or to setup

@@ -258,6 +258,7 @@ func (s *Server) agentRoutes(r fiber.Router) {
 	r.Post("/agents/:id/tasks", s.scopedAgent(s.runTask))
 	r.Get("/tasks/:id", s.scopedTask(s.getTask))
 	r.Post("/tasks/:id/cancel", s.scopedTask(s.cancelTask))
+	s.agentUIRoutes(r) // agentui.go
 }
 
 // listAgents answers GET /agents. An *agents.Service's list is a function

@@ -49,6 +49,9 @@ type Deps struct {
 	// Policy serves the policies, tenants, scopes, decisions and coverage
 	// (see policy.go); nil leaves those routes out.
 	Policy PolicyService
+	// AgentUI reaches agents' own UIs on the agents' network (see
+	// agentui.go); nil answers those routes 503.
+	AgentUI AgentUINetwork
 	// Limits bound what one client can make the API hold; zero fields take
 	// the defaults of DefaultLimits.
 	Limits Limits
@@ -180,6 +183,7 @@ func New(d Deps) *Server {
 	if d.Report.Root.Dir() != "" {
 		s.reportRoutes(v1)
 	}
+	s.dashboardRoutes(v1)
 	s.serveOpenAPI(v1) // last: it documents the routes mounted before it
 	return s
 }

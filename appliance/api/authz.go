@@ -86,6 +86,9 @@ var rules = compileRules([]rule{
 	need("GET", "/api/v1/gpus/:uuid", auth.ActionProbeRead),
 	need("GET", "/api/v1/report", auth.ActionReportsRead),
 	need("GET", "/api/v1/report.html", auth.ActionReportsRead),
+	// The dashboard in one call (dashboard.go): every role has one; each
+	// section is gated by the action of the route it stands for.
+	need("GET", "/api/v1/dashboard", auth.ActionSelf),
 
 	// Agents (agents.go, catalog.go, images.go, logs.go, events.go,
 	// metrics.go).
@@ -109,6 +112,13 @@ var rules = compileRules([]rule{
 	need("POST", "/api/v1/agents/:id/tasks", auth.ActionTasksWrite),
 	need("GET", "/api/v1/tasks/:id", auth.ActionTasksRead),
 	need("POST", "/api/v1/tasks/:id/cancel", auth.ActionTasksWrite),
+	// An agent's own UI (agentui.go): interactive, so agents.write, not
+	// agents.read; "*" is the rest of the path, passed to the agent.
+	need("GET", "/api/v1/agents/:id/ui/*", auth.ActionAgentsWrite),
+	need("POST", "/api/v1/agents/:id/ui/*", auth.ActionAgentsWrite),
+	need("PUT", "/api/v1/agents/:id/ui/*", auth.ActionAgentsWrite),
+	need("PATCH", "/api/v1/agents/:id/ui/*", auth.ActionAgentsWrite),
+	need("DELETE", "/api/v1/agents/:id/ui/*", auth.ActionAgentsWrite),
 	need("GET", "/api/v1/events", auth.ActionEventsRead),
 	need("GET", "/metrics", auth.ActionEventsRead),
 
@@ -138,8 +148,10 @@ func compileRules(rs []rule) []rule {
 
 // matchRule returns the rule of a request, or nil. It matches as fiber
 // routes with StrictRouting, CaseSensitive and no unescaping: a ":x"
-// segment is one non-empty path segment, anything else is compared byte
-// for byte. No two rules of a method overlap (TestRulesDoNotOverlap), so
+// segment is one non-empty path segment, a last "*" segment the rest of
+// the path (any number of segments, empty ones too, or none: "/x/*"
+// matches "/x" as in fiber), anything else is
+// compared byte for byte. No two rules of a method overlap (TestRulesDoNotOverlap), so
 // the one found is the one whose route fiber runs
 // (TestMatchRuleAgreesWithFiber, FuzzMatchRule).
 func matchRule(method, path string) *rule {
@@ -157,6 +169,11 @@ func matchRule(method, path string) *rule {
 }
 
 func segsMatch(pattern, segs []string) bool {
+	if n := len(pattern); n > 0 && pattern[n-1] == "*" && len(segs) >= n-1 {
+		// fiber's "/x/*" matches "/x" too: the slash before it is part of
+		// the optional rest.
+		pattern, segs = pattern[:n-1], segs[:n-1]
+	}
 	if len(pattern) != len(segs) {
 		return false
 	}

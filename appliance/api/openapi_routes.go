@@ -101,6 +101,8 @@ var opDocs = map[string]opDoc{
 		query: []queryParam{intParam("limit", "at most this many events, newest first", 1, apitype.MaxListLimit, apitype.DriftLimitDefault)}},
 	"GET /api/v1/report": {summary: "The first-boot report and its verification", tag: "evidence", response: apitype.ReportView{}, errors: []int{404},
 		description: "The signed report as stored, verified against the device's public key."},
+	"GET /api/v1/dashboard": {summary: "Every figure of the console's dashboard in one answer", tag: "evidence", response: apitype.Dashboard{},
+		description: "A section is absent when the role may not read the route it stands for (report, probe, agents summary, coverage, drift, audit); each present section carries the status that route would have answered. Agents and coverage are counted over the tenants the caller sees."},
 	"GET /api/v1/report.html": {summary: "The first-boot report as a printable page", tag: "evidence", content: []string{"text/html"}, errors: []int{404, 422}},
 
 	"GET /api/v1/gpus": {summary: "List the GPUs, their MIG devices and holders", tag: "gpus", response: apitype.GPUList{},
@@ -134,6 +136,11 @@ var opDocs = map[string]opDoc{
 		description: "The last lines as text/plain, the raw bytes the agent wrote; with follow=true a stream of server-sent events (event: log, data: a JSON string).",
 		query: []queryParam{intParam("tail", "the last this many lines", 1, apitype.LogTailMax, apitype.LogTailDefault),
 			boolParam("follow", "stream the log as server-sent events")}},
+	"GET /api/v1/agents/:id/ui/*":    agentUIDoc("Read a page of an agent's own UI"),
+	"POST /api/v1/agents/:id/ui/*":   agentUIDoc("Send a form or request to an agent's own UI"),
+	"PUT /api/v1/agents/:id/ui/*":    agentUIDoc("Send a PUT to an agent's own UI"),
+	"PATCH /api/v1/agents/:id/ui/*":  agentUIDoc("Send a PATCH to an agent's own UI"),
+	"DELETE /api/v1/agents/:id/ui/*": agentUIDoc("Send a DELETE to an agent's own UI"),
 	"GET /api/v1/agents/:id/tasks": {summary: "An agent's tasks", tag: "tasks", response: apitype.TaskList{},
 		query: []queryParam{intParam("limit", "at most this many tasks, newest first", 1, apitype.MaxListLimit, apitype.TaskLimitDefault)}},
 	"POST /api/v1/agents/:id/tasks": {summary: "Run a task on an agent", tag: "tasks", request: apitype.TaskCreate{}, ok: 201, response: apitype.Task{}, errors: []int{409, 429},
@@ -177,3 +184,14 @@ var opDocs = map[string]opDoc{
 
 // deniedDoc is the description of a route that admission guards.
 const deniedDoc = "Admission judges the agent against the policies and its tenant's quota: a refusal is 403 with the decision (apitype.Denied: the rule that decided and the reason, with numbers)."
+
+// agentUIDoc documents the agent UI route (agentui.go) for one method.
+func agentUIDoc(summary string) opDoc {
+	return opDoc{summary: summary, tag: "agents", content: []string{"*/*"}, okDesc: "the agent's answer, with its own status",
+		errors: []int{409, 501},
+		description: "Passed to the port the agent's manifest names for its UI (spec.ports: the one named ui, else http, else the first) " +
+			"on its address on the agents' network; the path below /ui/ and the query are passed on, with X-Forwarded-Prefix: /agents/{id}/ui. " +
+			"The caller's Authorization, Cookie and X-Omerta-* headers never reach the agent; the answer is streamed, cut at 32 MiB. " +
+			"409 for an agent whose spec.network.mode is not gateway (it has no network), 503 while the agents' network or the agent is not up, " +
+			"502 when the agent does not answer, 501 for a WebSocket upgrade. One agents.ui.open audit record per session and agent every 10 minutes."}
+}

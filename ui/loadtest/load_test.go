@@ -335,7 +335,7 @@ func (e *env) dashboardCalls(t *testing.T, sids []string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nthe dashboard's calls on omertad's socket, %d clients, 2 s each\n", clientsN)
 	fmt.Fprintf(&b, "%-36s %8s %8s %8s %7s\n", "call", "req/s", "p50 ms", "p95 ms", "errors")
-	for _, path := range []string{"/api/v1/whoami", "/api/v1/report", "/api/v1/probe", "/api/v1/summary/agents",
+	for _, path := range []string{"/api/v1/whoami", "/api/v1/dashboard", "/api/v1/report", "/api/v1/probe", "/api/v1/summary/agents",
 		"/api/v1/probe/drift?limit=5", "/api/v1/audit/status", "/api/v1/audit?after=0&limit=1000"} {
 		tg := target{name: path, url: "http://omertad" + path, unix: e.sock, headers: prefixed(apitype.HeaderSession+": ", sids)}
 		r := hammer(context.Background(), tg, clientsN, 2*time.Second, nil, 0)

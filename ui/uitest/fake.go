@@ -356,5 +356,7 @@ func (f *Fake) routes() {
 	f.summaryRoutes()
 	f.policyRoutes()
 	f.gpuRoutes()
+	f.dashboardRoutes()
 	f.streamRoutes()
+	f.agentUIRoutes() // routes_agentui.go
 }

@@ -46,6 +46,8 @@ type agentsWiring struct {
 	api      api.AgentsDeps
 	policy   *policy.Service
 	gpu      *gpu.Service
+	// ui reaches agents' own UIs on the agents' network; nil without it.
+	ui api.AgentUINetwork
 }
 
 // policyLoadTimeout bounds reading the policies and tenants at start.
@@ -116,7 +118,7 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	// for its first refresh.
 	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), gpus, svc}
 	services = append(services, netServices...)
-	return agentsWiring{services: services, policy: pol, gpu: gpus, api: api.AgentsDeps{
+	return agentsWiring{services: services, policy: pol, gpu: gpus, ui: agentsNet.agentUI(), api: api.AgentsDeps{
 		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}}, nil
