@@ -64,6 +64,15 @@ func TestRestrictedOperatorSeesOnlyItsAgents(t *testing.T) {
 	if a.status != http.StatusForbidden || d.Decision.Rule != "quota:tenant/acme agents" {
 		t.Errorf("olga deploying into acme = %s, want acme's quota", a)
 	}
+	var sum apitype.AgentsSummary
+	pe.other.do("GET", "/api/v1/summary/agents", op.read(), nil).decode(t, &sum)
+	if sum.Total != 1 || sum.Deploys7d.Attempted != 0 {
+		t.Errorf("olga's summary = %+v, want her one agent and no deploy figures", sum)
+	}
+	pe.other.do("GET", "/api/v1/summary/agents", admin.read(), nil).decode(t, &sum)
+	if sum.Total != 2 {
+		t.Errorf("the admin's summary counts %d agents, want 2", sum.Total)
+	}
 	// Her event stream's filter: her tenant's agents only.
 	visible := pe.srv.agentVisible(policy.Scope{User: "olga", Restricted: true, Tenants: []string{"acme"}})
 	if !visible("mine") || visible("theirs") || visible("nosuch") {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/omertaos/omertaos/appliance/agents"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/policy"
 )
 
 // AgentSummaryService is what GET /summary/agents reads; part of
@@ -26,6 +27,13 @@ func (s *Server) summaryRoutes(r fiber.Router) {
 func (s *Server) agentsSummary(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	svc := s.deps.Agents.Service
+	sc, restricted, err := s.restricted(c)
+	if err != nil {
+		return s.fail(c, err)
+	}
+	if restricted {
+		return s.scopedSummary(c, sc)
+	}
 	counts, err := svc.CountByState(ctx)
 	if err != nil {
 		return s.fail(c, err)
@@ -35,6 +43,23 @@ func (s *Server) agentsSummary(c *fiber.Ctx) error {
 		return s.fail(c, err)
 	}
 	return c.JSON(summaryView(counts, st))
+}
+
+// scopedSummary is GET /summary/agents for a caller limited to some
+// tenants: its tenants' agents by state, and no deploy figures (deploys
+// are counted for the appliance; the other tenants' are not its to see).
+func (s *Server) scopedSummary(c *fiber.Ctx, sc policy.Scope) error {
+	as, err := s.deps.Agents.Service.List(c.UserContext())
+	if err != nil {
+		return s.fail(c, err)
+	}
+	counts := map[agents.State]int{}
+	for i := range as {
+		if sc.Sees(as[i].Tenant) {
+			counts[as[i].Status.State]++
+		}
+	}
+	return c.JSON(summaryView(counts, agents.DeployStats{}))
 }
 
 func summaryView(counts map[agents.State]int, st agents.DeployStats) apitype.AgentsSummary {
