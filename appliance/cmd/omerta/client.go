@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -90,6 +91,26 @@ func explain(err error) error {
 		return errors.New(b.String())
 	}
 	return err
+}
+
+// showCall makes one call to omertad as f's flags say and prints its
+// answer: as JSON with --json, else with show. It is the whole of a read
+// command; call is often a method expression such as
+// (*apiclient.Client).Tenants.
+func showCall[T any](cmd *cobra.Command, f *apiFlags, call func(*apiclient.Client, context.Context) (T, error), show func(io.Writer, T) error) error {
+	c, err := f.client(defaultCallTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	v, err := call(c, cmd.Context())
+	if err != nil {
+		return explain(err)
+	}
+	if f.json {
+		return printJSON(cmd.OutOrStdout(), v)
+	}
+	return show(cmd.OutOrStdout(), v)
 }
 
 // printJSON writes v as indented JSON, with every character a terminal

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
@@ -31,19 +32,7 @@ func newGPUListCmd() *cobra.Command {
 		Short: "List the GPUs and MIG devices with their memory and holders",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(defaultCallTimeout)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			l, err := c.GPUs(cmd.Context())
-			if err != nil {
-				return explain(err)
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), l)
-			}
-			return printGPUList(cmd.OutOrStdout(), l)
+			return showCall(cmd, &f, (*apiclient.Client).GPUs, printGPUList)
 		},
 	}
 	f.add(cmd, true)

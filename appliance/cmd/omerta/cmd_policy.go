@@ -95,28 +95,20 @@ func newPolicyListCmd() *cobra.Command {
 		Short: "List the policies in force",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(defaultCallTimeout)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			l, err := c.Policies(cmd.Context())
-			if err != nil {
-				return explain(err)
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), l)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "profile %s; %d policies over its defaults\n", terminal.Escape(l.Profile), len(l.Policies))
-			t := newTable(cmd.OutOrStdout(), 48, "KIND", "NAME", "VERSION", "UPDATED BY", "DESCRIPTION")
-			for _, p := range l.Policies {
-				t.row(p.Subject.Kind, p.Subject.Name, itoa(p.Version), p.UpdatedBy, p.Description)
-			}
-			return t.flush()
+			return showCall(cmd, &f, (*apiclient.Client).Policies, printPolicies)
 		},
 	}
 	f.add(cmd, true)
 	return cmd
+}
+
+func printPolicies(w io.Writer, l apitype.PolicyList) error {
+	fmt.Fprintf(w, "profile %s; %d policies over its defaults\n", terminal.Escape(l.Profile), len(l.Policies))
+	t := newTable(w, 48, "KIND", "NAME", "VERSION", "UPDATED BY", "DESCRIPTION")
+	for _, p := range l.Policies {
+		t.row(p.Subject.Kind, p.Subject.Name, itoa(p.Version), p.UpdatedBy, p.Description)
+	}
+	return t.flush()
 }
 
 func newPolicyGetCmd() *cobra.Command {
@@ -331,20 +323,7 @@ func newPolicyCoverageCmd() *cobra.Command {
 		Short: "Print the policy coverage and manifests-validated KPIs and the non-compliant agents",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(defaultCallTimeout)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			cov, err := c.Coverage(cmd.Context())
-			if err != nil {
-				return explain(err)
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), cov)
-			}
-			printCoverage(cmd.OutOrStdout(), cov)
-			return nil
+			return showCall(cmd, &f, (*apiclient.Client).Coverage, printCoverage)
 		},
 	}
 	f.add(cmd, true)
@@ -358,7 +337,7 @@ func ratioText(r *float64) string {
 	return fmt.Sprintf("%.1f %%", *r*100)
 }
 
-func printCoverage(w io.Writer, cov apitype.CoverageView) {
+func printCoverage(w io.Writer, cov apitype.CoverageView) error {
 	fmt.Fprintf(w, "policy coverage: %s (%d of %d deployed agents under an explicit policy they pass; target >= %.0f %%)\n",
 		ratioText(cov.Ratio), cov.Covered, cov.Deployed, cov.Target*100)
 	if m := cov.Manifests; m != nil {
@@ -373,6 +352,7 @@ func printCoverage(w io.Writer, cov apitype.CoverageView) {
 			fmt.Fprintf(w, "  %s (tenant %s): %s: %s\n", terminal.Escape(a.Agent), terminal.Escape(a.Tenant), terminal.Escape(a.Rule), terminal.Escape(a.Reason))
 		}
 	}
+	return nil
 }
 
 func newTenantListCmd() *cobra.Command {
@@ -382,29 +362,21 @@ func newTenantListCmd() *cobra.Command {
 		Short: "List the tenants with their quotas and usage",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := f.client(defaultCallTimeout)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			l, err := c.Tenants(cmd.Context())
-			if err != nil {
-				return explain(err)
-			}
-			if f.json {
-				return printJSON(cmd.OutOrStdout(), l)
-			}
-			t := newTable(cmd.OutOrStdout(), 48, "TENANT", "AGENTS", "CPU", "MEMORY", "GPUS", "DESCRIPTION")
-			for _, tv := range l.Tenants {
-				q, u := tv.Quotas, tv.Usage
-				t.row(tv.Name, used(itoa(u.Agents), intQuota(q.Agents)), used(u.CPU, q.CPU), used(u.Memory, q.Memory),
-					used(itoa(u.GPUs), intQuota(q.GPUs)), tv.Description)
-			}
-			return t.flush()
+			return showCall(cmd, &f, (*apiclient.Client).Tenants, printTenants)
 		},
 	}
 	f.add(cmd, true)
 	return cmd
+}
+
+func printTenants(w io.Writer, l apitype.TenantList) error {
+	t := newTable(w, 48, "TENANT", "AGENTS", "CPU", "MEMORY", "GPUS", "DESCRIPTION")
+	for _, tv := range l.Tenants {
+		q, u := tv.Quotas, tv.Usage
+		t.row(tv.Name, used(itoa(u.Agents), intQuota(q.Agents)), used(u.CPU, q.CPU), used(u.Memory, q.Memory),
+			used(itoa(u.GPUs), intQuota(q.GPUs)), tv.Description)
+	}
+	return t.flush()
 }
 
 // used is "3/10", or "3/-" without a quota.
