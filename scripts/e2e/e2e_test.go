@@ -1,6 +1,9 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -142,3 +145,43 @@ func TestImagePartitions(t *testing.T) {
 func itoa(n int64) string { return fmtInt(n) }
 
 func fmtInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+// The other scenarios boot only once the main one says its audit is under
+// way, run beside it, and every scenario's checks are kept.
+func TestScenariosBesideTheAudit(t *testing.T) {
+	for _, mainCalls := range []bool{true, false} {
+		r := &run{audit: make(chan struct{})}
+		othersBegan := make(chan struct{})
+		var early bool
+		main := scenario{"main", false, func(ctx context.Context) error {
+			for i := 0; i < 50; i++ {
+				r.check("main", fmt.Sprint("before ", i), true, "")
+			}
+			select {
+			case <-othersBegan:
+				early = true
+			default:
+			}
+			if !mainCalls {
+				return errors.New("main failed before its audit")
+			}
+			r.auditStarted()
+			<-othersBegan // would hang if they waited for main to end
+			r.check("main", "after", true, "")
+			return nil
+		}}
+		others := []scenario{
+			{"a", false, func(context.Context) error { close(othersBegan); r.check("a", "x", true, ""); return nil }},
+			{"b", true, func(context.Context) error { t.Error("skipped scenario ran"); return nil }},
+			{"c", false, func(context.Context) error { r.check("c", "y", false, "z"); return nil }},
+		}
+		r.runScenarios(context.Background(), time.Now(), main, others)
+		if early {
+			t.Errorf("mainCalls %v: another scenario began before the audit", mainCalls)
+		}
+		// 50 + "after" (or main's failure, which is a check) + a + c.
+		if want := 53; len(r.res.Checks) != want {
+			t.Errorf("mainCalls %v: %d checks, want %d", mainCalls, len(r.res.Checks), want)
+		}
+	}
+}
