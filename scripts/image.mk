@@ -35,6 +35,7 @@ qemu: image-deps
 # The image is rebuilt first unless it is newer than everything that goes
 # into it. Under TCG the whole run takes about 45 minutes (Lynis alone ~16).
 e2e: image-deps
+	@scripts/install-deps.sh browser
 	$(MAKE) build agents
 	@if [ ! -f out/omertaos.raw ] || [ -n "$$(find mkosi.conf image scripts/cmdline hardening out/agents -newer out/omertaos.raw -print -quit)" ] \
 		|| ! grep -q "\"omerta\": \"$$(sha256sum bin/omerta | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null; then \

@@ -68,8 +68,17 @@ func newConsoleBrowser(base, fingerprint string) (*consoleBrowser, error) {
 
 // setup posts the setup form; it returns the status and the redirect.
 func (b *consoleBrowser) setup(ctx context.Context, token, user, password string) (int, string, error) {
-	form := url.Values{"token": {token}, "username": {user}, "password": {password}, "password2": {password}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base.JoinPath("/setup").String(), strings.NewReader(form.Encode()))
+	return b.post(ctx, "/setup", url.Values{"token": {token}, "username": {user}, "password": {password}, "password2": {password}})
+}
+
+// login posts the sign-in form; it returns the status and the redirect.
+func (b *consoleBrowser) login(ctx context.Context, user, password string) (int, string, error) {
+	return b.post(ctx, "/login", url.Values{"username": {user}, "password": {password}})
+}
+
+// post sends a page's form as a browser does, from the console's origin.
+func (b *consoleBrowser) post(ctx context.Context, path string, form url.Values) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.base.JoinPath(path).String(), strings.NewReader(form.Encode()))
 	if err != nil {
 		return 0, "", err
 	}

@@ -12,7 +12,10 @@
 // an auditor who sees read-only pages and is refused by omertad when it
 // tries to change anything. Screenshots of every page go to out/browser/.
 //
-// The package has no code outside its test: the harness holds a containerd
-// client (through ctrtest) and reads omertad's state, which the console
-// itself may never link.
+// Outside its test the package has only what runs the scenario (Install,
+// Run, Scenario), which the end-to-end test (scripts/e2e) also uses in
+// ModeAppliance against a booted image: setup with the printed token,
+// sign-in and the dashboard. The harness that holds a containerd client
+// (through ctrtest) and reads omertad's state stays in the test, since the
+// console itself may never link it.
 package browsertest
