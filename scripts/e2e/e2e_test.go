@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omertaos/omertaos/appliance/agents/manifest"
 	"github.com/omertaos/omertaos/appliance/config"
 )
 
@@ -183,5 +184,21 @@ func TestScenariosBesideTheAudit(t *testing.T) {
 		if want := 53; len(r.res.Checks) != want {
 			t.Errorf("mainCalls %v: %d checks, want %d", mainCalls, len(r.res.Checks), want)
 		}
+	}
+}
+
+// The sandboxed entry is the shipped sample tool's, with only its id and
+// isolation changed, and it is a valid manifest.
+func TestSandboxManifest(t *testing.T) {
+	doc, err := sandboxManifest("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manifest.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Metadata.ID != sandboxEntry || m.Spec.Isolation != manifest.IsolationSandbox {
+		t.Errorf("id %q isolation %q", m.Metadata.ID, m.Spec.Isolation)
 	}
 }

@@ -70,6 +70,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 	r.mainServices(sc, s)
 	r.mainVarGrown(sc, s)
 	r.mainAgents(ctx, sc, admin)
+	r.mainSandbox(ctx, sc, admin)
 
 	// 3. the report: it verifies while the audit is still running, and
 	// again once omerta-lynis.service has sealed its result into it. The
