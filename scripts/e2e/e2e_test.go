@@ -202,3 +202,25 @@ func TestSandboxManifest(t *testing.T) {
 		t.Errorf("id %q isolation %q", m.Metadata.ID, m.Spec.Isolation)
 	}
 }
+
+// A boot's milestones are each pattern's first line, and a missing one is
+// left out rather than zero.
+func TestBootMilestones(t *testing.T) {
+	at := func(s float64, text string) line { return line{At: time.Duration(s * float64(time.Second)), Text: text} }
+	got := bootMilestones([]line{
+		at(8.3, "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"),
+		at(40.2, "Booting initrd of Debian GNU/Linux 13 (trixie)."),
+		at(179.7, "Welcome to Debian GNU/Linux 13 (trixie)!"),
+		at(200, "Welcome to Debian GNU/Linux 13 (trixie)!"),
+		at(324.0, "[  314.325720] omerta[615]: omerta-firstboot: attempt 1 starting (from the beginning)"),
+	})
+	want := map[string]float64{"kernel_loaded": 8.3, "initrd_systemd": 40.2, "root_systemd": 179.7, "firstboot_start": 324}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+}

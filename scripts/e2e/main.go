@@ -72,24 +72,28 @@ type results struct {
 		UsedBytes       int64   `json:"used_bytes"`
 		CompressedBytes int64   `json:"compressed_bytes"`
 	} `json:"image"`
-	PowerOnToFirstbootDoneSeconds float64            `json:"power_on_to_firstboot_done_seconds"`
-	PowerOnToFirstbootStartSecs   float64            `json:"power_on_to_firstboot_start_seconds"`
-	FirstbootSeconds              float64            `json:"firstboot_seconds"`
-	PowerOnToConsoleReadySecs     float64            `json:"power_on_to_console_ready_seconds"`
-	PowerOnToReportSealedSecs     float64            `json:"power_on_to_report_sealed_seconds"`
-	LynisSeconds                  float64            `json:"lynis_seconds"`
-	DeployToRunningSecs           float64            `json:"sample_agent_deploy_to_running_seconds"`
-	RebootToServicesSecs          float64            `json:"reboot_to_services_active_seconds"`
-	FirstbootSteps                map[string]string  `json:"firstboot_steps"`
-	LynisIndex                    *int               `json:"lynis_index"`
-	LynisWarnings                 []string           `json:"lynis_warnings"`
-	Exposure                      map[string]float64 `json:"exposure"`
-	Accelerator                   string             `json:"accelerator"`
-	Notes                         []string           `json:"notes"`
-	Checks                        []check            `json:"checks"`
-	Passed                        int                `json:"passed"`
-	Failed                        int                `json:"failed"`
-	TotalSeconds                  float64            `json:"total_seconds"`
+	PowerOnToFirstbootDoneSeconds float64 `json:"power_on_to_firstboot_done_seconds"`
+	PowerOnToFirstbootStartSecs   float64 `json:"power_on_to_firstboot_start_seconds"`
+	FirstbootSeconds              float64 `json:"firstboot_seconds"`
+	PowerOnToConsoleReadySecs     float64 `json:"power_on_to_console_ready_seconds"`
+	PowerOnToReportSealedSecs     float64 `json:"power_on_to_report_sealed_seconds"`
+	LynisSeconds                  float64 `json:"lynis_seconds"`
+	DeployToRunningSecs           float64 `json:"sample_agent_deploy_to_running_seconds"`
+	RebootToServicesSecs          float64 `json:"reboot_to_services_active_seconds"`
+	// Boot is where the main scenario's boots spent their time: "first"
+	// (milestones from the serial console, systemd's account once the
+	// audit ended) and "reboot".
+	Boot           map[string]bootProfile `json:"boot_profile"`
+	FirstbootSteps map[string]string      `json:"firstboot_steps"`
+	LynisIndex     *int                   `json:"lynis_index"`
+	LynisWarnings  []string               `json:"lynis_warnings"`
+	Exposure       map[string]float64     `json:"exposure"`
+	Accelerator    string                 `json:"accelerator"`
+	Notes          []string               `json:"notes"`
+	Checks         []check                `json:"checks"`
+	Passed         int                    `json:"passed"`
+	Failed         int                    `json:"failed"`
+	TotalSeconds   float64                `json:"total_seconds"`
 }
 
 type run struct {
@@ -160,6 +164,7 @@ func mainErr() error {
 	start := time.Now()
 	r := &run{opts: o, audit: make(chan struct{})}
 	r.res.Exposure = map[string]float64{}
+	r.res.Boot = map[string]bootProfile{}
 	if err := os.MkdirAll(o.work, 0o755); err != nil {
 		return err
 	}
@@ -310,6 +315,18 @@ func (r *run) printFigures() {
 		}
 	} else {
 		fmt.Printf("e2e: Lynis hardening index:        (not in the report)\n")
+	}
+	for _, k := range sortedKeys(r.res.Boot) {
+		b := r.res.Boot[k]
+		fmt.Printf("e2e: %s boot: %s%s\n", k, b.Time, b.Error)
+		for _, m := range milestones {
+			if at, ok := b.Milestones[m.name]; ok {
+				fmt.Printf("e2e:   %-16s %7.1f s\n", m.name, at)
+			}
+		}
+		for _, l := range b.Blame {
+			fmt.Printf("e2e:   blame %s\n", l)
+		}
 	}
 	for _, k := range sortedKeys(r.res.Exposure) {
 		fmt.Printf("e2e: exposure %-22s %.1f\n", k+":", r.res.Exposure[k])

@@ -80,6 +80,9 @@ func (r *run) mainReboot(ctx context.Context, sc string, v *vm, s *sshClient, si
 	if !r.check(sc, "state recorded before the reboot", err == nil, "%v", errOrNil(err)) {
 		return s
 	}
+	first := analyzeBoot(s, time.Minute)
+	first.Milestones = bootMilestones(v.snapshot())
+	r.res.Boot["first"] = first
 	from := len(v.snapshot())
 	start := time.Now()
 	// The session ends with an error when sshd goes down: that is expected.
@@ -99,6 +102,12 @@ func (r *run) mainReboot(ctx context.Context, sc string, v *vm, s *sshClient, si
 	out, ok, err := waitActive(s2, 5*time.Minute, "omertad.service", "containerd.service")
 	r.res.RebootToServicesSecs = time.Since(start).Seconds()
 	r.check(sc, "after the reboot: omertad and containerd are active", ok, "%s%s after %.0fs", oneLine(out), errSuffix(err), r.res.RebootToServicesSecs)
+	again := analyzeBoot(s2, 3*time.Minute)
+	again.Milestones = bootMilestones(v.snapshot()[from:])
+	for k, at := range again.Milestones {
+		again.Milestones[k] = at - start.Sub(v.start).Seconds()
+	}
+	r.res.Boot["reboot"] = again
 	r.rebootFirstbootSkipped(sc, v, s2, from)
 	r.rebootAgents(rctx, sc, s2, admin, before)
 	r.rebootAudit(rctx, sc, admin, before)
