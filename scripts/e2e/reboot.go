@@ -148,12 +148,13 @@ func (r *run) rebootBaseline(ctx context.Context, s *sshClient, admin *apiclient
 }
 
 // rebootFirstbootSkipped: omerta-firstboot.service's condition (its done
-// marker) kept it from running, and nothing printed a new token.
+// marker) kept it from running, and nothing printed a new token (the login
+// banner's "Setup token: (used)" line is not one).
 func (r *run) rebootFirstbootSkipped(sc string, v *vm, s *sshClient, from int) {
 	out, _, err := s.run("systemctl show -p ConditionResult -p ActiveState omerta-firstboot.service")
 	again := ""
 	for _, l := range v.snapshot()[from:] {
-		if reAttempt.MatchString(l.Text) || reTokenAny.MatchString(l.Text) {
+		if reAttempt.MatchString(l.Text) || reToken.MatchString(l.Text) {
 			again = strings.TrimSpace(l.Text)
 		}
 	}
