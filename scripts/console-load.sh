@@ -13,8 +13,9 @@
 # issue's targets (the exit status says whether they were met).
 #
 # DURATION changes the 60 s (e.g. DURATION=10s); SPLIT=0 leaves out the
-# omertad-only run; PPROF=FILE writes omertad's CPU profile. The results go
-# to standard output and to out/console-load.txt.
+# omertad-only run; PPROF=FILE writes omertad's CPU profile; CONSOLE_ENV
+# adds to the console's environment alone (e.g. CONSOLE_ENV=GOGC=50). The
+# results go to standard output and to out/console-load.txt.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -26,10 +27,13 @@ fi
 mkdir -p out
 status=$(mktemp)
 trap 'rm -f "$status"' EXIT
+# The test's status, not tee's, is the script's; set -e would end the
+# group at a failed test before it is written down.
 {
+	rc=0
 	OMERTA_LOAD=1 OMERTA_LOAD_DURATION="${DURATION:-60s}" OMERTA_LOAD_SPLIT="${SPLIT:-1}" \
-		OMERTA_LOAD_PPROF="${PPROF:-}" \
-		"$GO" test -count=1 -v -timeout 30m -run '^TestConsoleLoad$' ./ui/loadtest/ 2>&1
-	echo $? >"$status"
+		OMERTA_LOAD_PPROF="${PPROF:-}" OMERTA_LOAD_CONSOLE_ENV="${CONSOLE_ENV:-}" \
+		"$GO" test -count=1 -v -timeout 30m -run '^TestConsoleLoad$' ./ui/loadtest/ 2>&1 || rc=$?
+	echo "$rc" >"$status"
 } | tee out/console-load.txt
 exit "$(cat "$status")"

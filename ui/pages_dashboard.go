@@ -87,6 +87,9 @@ const (
 // run against an older omertad during development.
 func (s *Server) dashboard(c *fiber.Ctx) error {
 	w, a, ctx := who(c), api(c), c.UserContext()
+	if fw, ok := a.(Forwarder); ok {
+		return s.dashboardRaw(c, fw, w) // dashmemo.go
+	}
 	var d dashboardData
 	dash, err := a.Dashboard(ctx)
 	switch {
@@ -97,11 +100,26 @@ func (s *Server) dashboard(c *fiber.Ctx) error {
 	default:
 		d = dashboardFailed(w, err)
 	}
-	if anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Policy.Status, d.Drift.Status, d.Audit.Status) {
+	return s.dashboardPage(c, w, d)
+}
+
+// dashboardPage renders d, or sends the person to sign in when omertad
+// said the session has ended.
+func (s *Server) dashboardPage(c *fiber.Ctx, w *apitype.Whoami, d dashboardData) error {
+	if dashboardUnauthorized(d) {
 		clearSessionCookie(c)
 		return s.toLogin(c)
 	}
-	return s.render(c, fiber.StatusOK, "dashboard", &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d})
+	return s.render(c, fiber.StatusOK, "dashboard", dashboardView(w, d))
+}
+
+func dashboardView(w *apitype.Whoami, d dashboardData) *page {
+	return &page{Title: "Dashboard", Nav: "dashboard", Who: w, CSRF: w.CSRFToken, Live: "dashboard", D: d}
+}
+
+// dashboardUnauthorized: a section says the session has ended.
+func dashboardUnauthorized(d dashboardData) bool {
+	return anyUnauthorized(d.Report.Status, d.Probe.Status, d.Agents.Status, d.Policy.Status, d.Drift.Status, d.Audit.Status)
 }
 
 // dashboardCalls makes the dashboard with one call per section.

@@ -161,6 +161,22 @@ func (s *Server) render(c *fiber.Ctx, status int, name string, p *page) error {
 	return nil
 }
 
+// renderBytes executes a page into a buffer of its own, for a page that
+// is kept (see dashboardMemo).
+func (s *Server) renderBytes(name string, p *page) ([]byte, error) {
+	t, ok := s.views.pages[name]
+	if !ok {
+		return nil, fmt.Errorf("console: no page template %q", name)
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	if err := t.ExecuteTemplate(buf, "layout.html", p); err != nil {
+		return nil, fmt.Errorf("console: rendering %s: %w", name, err)
+	}
+	return bytes.Clone(buf.Bytes()), nil
+}
+
 func templateFuncs(a *assets) template.FuncMap {
 	return template.FuncMap{
 		"asset":      a.url,

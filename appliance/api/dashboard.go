@@ -82,9 +82,11 @@ func (sc *sectionCache) get(key sectionKey, build func() ([]byte, int)) []byte {
 
 // dashboardAnswer is apitype.Dashboard with its sections encoded, each
 // by json.Marshal; joined as they are, since encoding them again would
-// only scan kept bytes once more.
+// only scan kept bytes once more. The members are collected first and
+// copied once into an answer of their exact size.
 type dashboardAnswer struct {
-	buf []byte
+	names    []string
+	sections [][]byte
 }
 
 // add appends one member, unless the section is absent.
@@ -92,20 +94,26 @@ func (a *dashboardAnswer) add(name string, section []byte) {
 	if section == nil {
 		return
 	}
-	if a.buf == nil {
-		a.buf = append(a.buf, '{')
-	} else {
-		a.buf = append(a.buf, ',')
-	}
-	a.buf = append(append(append(a.buf, '"'), name...), '"', ':')
-	a.buf = append(a.buf, section...)
+	a.names, a.sections = append(a.names, name), append(a.sections, section)
 }
 
 func (a *dashboardAnswer) bytes() []byte {
-	if a.buf == nil {
+	if len(a.names) == 0 {
 		return []byte("{}")
 	}
-	return append(a.buf, '}')
+	size := 1
+	for i := range a.names {
+		size += len(a.names[i]) + len(a.sections[i]) + 4 // "name": and , or }
+	}
+	buf := make([]byte, 0, size)
+	for i := range a.names {
+		sep := byte(',')
+		if i == 0 {
+			sep = '{'
+		}
+		buf = append(append(append(append(buf, sep, '"'), a.names[i]...), '"', ':'), a.sections[i]...)
+	}
+	return append(buf, '}')
 }
 
 // dashCall is one GET /dashboard: the caller, its scope and the
@@ -130,7 +138,7 @@ func (s *Server) dashboard(c *fiber.Ctx, st *dashboardState) error {
 	ctx := c.UserContext()
 	d := &dashCall{s: s, st: st, ctx: ctx, role: principalOf(c).Role, scope: sc, restricted: restricted}
 	d.ver, d.verOK = s.dbv.get(ctx)
-	var out dashboardAnswer
+	out := dashboardAnswer{names: make([]string, 0, 6), sections: make([][]byte, 0, 6)}
 	out.add("report", d.section(auth.ActionReportsRead, d.report))
 	out.add("probe", d.section(auth.ActionProbeRead, d.probe))
 	out.add("agents", d.section(auth.ActionAgentsRead, d.agents))

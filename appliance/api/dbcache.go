@@ -17,7 +17,17 @@ type dbVersion struct {
 	st   *store.Store
 	mu   sync.Mutex
 	conn *sql.Conn // one of the store's readers, kept
+	// stmt is the PRAGMA prepared on conn: preparing it was as much as
+	// running it, on every GET /dashboard and GET /agents.
+	stmt *sql.Stmt
+	// epoch counts the connections taken: data_version is a connection's
+	// own count, and two connections' may meet, so the version returned
+	// carries the epoch too.
+	epoch int64
 }
+
+// epochShift leaves data_version 2^40 commits before it meets the epoch.
+const epochShift = 40
 
 // get returns the database's version; ok is false when it cannot be read
 // (nothing is cached then).
@@ -32,26 +42,39 @@ func (d *dbVersion) get(ctx context.Context) (v int64, ok bool) {
 		if err != nil {
 			return 0, false
 		}
-		d.conn = c
+		stmt, err := c.PrepareContext(ctx, "PRAGMA data_version")
+		if err != nil {
+			c.Close()
+			return 0, false
+		}
+		d.conn, d.stmt = c, stmt
+		d.epoch++
 	}
-	if err := d.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+	if err := d.stmt.QueryRowContext(ctx).Scan(&v); err != nil {
 		// A broken connection goes back to the pool (which closes it);
 		// the next call takes another.
-		d.conn.Close()
-		d.conn = nil
+		d.dropLocked()
 		return 0, false
 	}
-	return v, true
+	return d.epoch<<epochShift | v&(1<<epochShift-1), true
+}
+
+func (d *dbVersion) dropLocked() {
+	if d.stmt != nil {
+		d.stmt.Close()
+		d.stmt = nil
+	}
+	if d.conn != nil {
+		d.conn.Close()
+		d.conn = nil
+	}
 }
 
 // close gives the connection back.
 func (d *dbVersion) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.conn != nil {
-		d.conn.Close()
-		d.conn = nil
-	}
+	d.dropLocked()
 }
 
 // answerCache keeps one encoded answer made from the database alone, for

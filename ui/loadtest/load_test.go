@@ -197,6 +197,9 @@ func (e *env) startConsole(t *testing.T) {
 		"--bounding-set=-all", "--", e.bin, "console", "--socket", e.sock, "--listen", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+creds)
+	// OMERTA_LOAD_CONSOLE_ENV: the console's alone (GOMEMLIMIT=..., GOGC=...,
+	// GODEBUG=gctrace=1), for trying its runtime's settings.
+	cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("OMERTA_LOAD_CONSOLE_ENV"))...)
 	log := filepath.Join(e.dir, "console.log")
 	e.consolePID = startChild(t, "console", log, cmd)
 	var addr string
