@@ -14,7 +14,7 @@ type bootProfile struct {
 	// or for a reboot from the reboot command.
 	Milestones map[string]float64 `json:"milestones,omitempty"`
 	Time       string             `json:"systemd_analyze_time,omitempty"`
-	Blame      []string           `json:"blame_top,omitempty"`
+	Blame      []string           `json:"blame_top_services,omitempty"`
 	Chain      []string           `json:"critical_chain,omitempty"`
 	Error      string             `json:"error,omitempty"`
 }
@@ -66,7 +66,7 @@ func analyzeBoot(s *sshClient, wait time.Duration) bootProfile {
 		}
 		time.Sleep(5 * time.Second)
 	}
-	if out, code, err := s.run("systemd-analyze blame --no-pager | head -n 15"); err == nil && code == 0 {
+	if out, code, err := s.run("systemd-analyze blame --no-pager | grep -F .service | head -n 15"); err == nil && code == 0 {
 		p.Blame = trimmedLines(out)
 	}
 	if out, code, err := s.run("systemd-analyze critical-chain --no-pager omerta-console.socket omertad.service"); err == nil && code == 0 {

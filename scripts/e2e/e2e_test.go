@@ -206,7 +206,9 @@ func TestSandboxManifest(t *testing.T) {
 // A boot's milestones are each pattern's first line, and a missing one is
 // left out rather than zero.
 func TestBootMilestones(t *testing.T) {
-	at := func(s float64, text string) line { return line{At: time.Duration(s * float64(time.Second)), Text: text} }
+	at := func(s float64, text string) line {
+		return line{At: time.Duration(s * float64(time.Second)), Text: text}
+	}
 	got := bootMilestones([]line{
 		at(8.3, "EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path"),
 		at(40.2, "Booting initrd of Debian GNU/Linux 13 (trixie)."),
