@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/store"
@@ -99,6 +100,12 @@ type Service struct {
 
 	accounts  *limiter
 	addresses *limiter
+
+	// sessionStmt is readSession's query, prepared on first use: every
+	// console request reads its session, and preparing the statement cost
+	// as much as running it (measured under the console's load test).
+	sessionOnce sync.Once
+	sessionStmt *sql.Stmt
 }
 
 // New checks o, fills in defaults, and prepares the dummy hash that

@@ -205,11 +205,25 @@ func earlier(a, b time.Time) time.Time {
 	return b
 }
 
+const readSessionQuery = `SELECT s.user_id, u.username, u.role, u.disabled, s.csrf_token, s.last_seen_at, s.expires_at
+FROM auth_sessions s JOIN auth_users u ON u.id = s.user_id WHERE s.id_hash = ?`
+
+// sessionQuery is the session read, prepared once on the readers' pool
+// (database/sql prepares it again on each connection that runs it); when
+// preparing fails the query runs unprepared, with the same answer.
+func (s *Service) sessionQuery(ctx context.Context, key string) *sql.Row {
+	s.sessionOnce.Do(func() {
+		s.sessionStmt, _ = s.st.Read().PrepareContext(context.WithoutCancel(ctx), readSessionQuery)
+	})
+	if s.sessionStmt != nil {
+		return s.sessionStmt.QueryRowContext(ctx, key)
+	}
+	return s.st.Read().QueryRowContext(ctx, readSessionQuery, key)
+}
+
 func (s *Service) readSession(ctx context.Context, key string) (sessionRow, error) {
 	var r sessionRow
-	err := s.st.Read().QueryRowContext(ctx, `SELECT s.user_id, u.username, u.role, u.disabled, s.csrf_token, s.last_seen_at, s.expires_at
-FROM auth_sessions s JOIN auth_users u ON u.id = s.user_id WHERE s.id_hash = ?`, key).
-		Scan(&r.userID, &r.username, &r.role, &r.disabled, &r.csrf, &r.lastSeenText, &r.expTxt)
+	err := s.sessionQuery(ctx, key).Scan(&r.userID, &r.username, &r.role, &r.disabled, &r.csrf, &r.lastSeenText, &r.expTxt)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, fmt.Errorf("%w: no such session", ErrUnauthenticated)
 	}

@@ -267,3 +267,29 @@ func FuzzParseSessionID(f *testing.F) {
 		}
 	})
 }
+
+// The session read is prepared once, and answers the same unprepared (the
+// fallback when preparing fails).
+func TestSessionReadPrepared(t *testing.T) {
+	e := newEnv(t)
+	s := e.newSession("root-admin", adminPW, "")
+	if err := e.auth(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if e.svc.sessionStmt == nil {
+		t.Fatal("the session read was not prepared")
+	}
+	prepared, err := e.svc.Authenticate(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc.sessionStmt = nil
+	plain, err := e.svc.Authenticate(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if prepared != plain {
+		t.Errorf("prepared %+v, unprepared %+v", prepared, plain)
+	}
+	wantErr(t, e.auth(strings.Repeat("A", len(s.ID))), ErrUnauthenticated)
+}
