@@ -60,7 +60,7 @@ func TestStatusPage(t *testing.T) {
 		`<h1>web &lt;b&gt;&#34;x&#34;&lt;/b&gt;</h1>`, // the name, escaped
 		`<dd id="uptime">1h30m1s</dd>`,
 		`<dd id="requests">2</dd>`, // the health check and this page
-		`<form method="post" action="/extract">`,
+		`<form method="post" action="extract">`,
 		`2026-01-02T03:04:05Z`,
 	} {
 		if !strings.Contains(body, want) {
@@ -294,5 +294,18 @@ func TestHealthcheckFailsOnBadStatus(t *testing.T) {
 	defer ts.Close()
 	if err := healthcheck(context.Background(), ts.URL); err == nil {
 		t.Error("healthy on a 503")
+	}
+}
+
+// The console serves an agent's own UI under /agents/{id}/ui/, so every
+// link of the page must be relative: an absolute one would leave the
+// prefix and reach the console itself.
+func TestPageLinksAreRelative(t *testing.T) {
+	_, ts := testServer(t)
+	_, body := get(t, ts, "/")
+	for _, attr := range []string{`href="/`, `src="/`, `action="/`} {
+		if strings.Contains(body, attr) {
+			t.Errorf("the page has an absolute link (%s...)", attr)
+		}
 	}
 }
