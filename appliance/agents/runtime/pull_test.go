@@ -291,7 +291,7 @@ func TestPull(t *testing.T) {
 			if !errors.Is(err, ErrDigestMismatch) {
 				t.Fatalf("pull of %s pinned to %s: %v", a.Name, pin, err)
 			}
-			assertNotStored(t, e, a, 0)
+			assertNotStored(t, e, a, nil)
 		}
 	})
 	t.Run("a refused pull keeps the image of that name", func(t *testing.T) {
@@ -313,7 +313,7 @@ func TestPull(t *testing.T) {
 		if !errors.Is(err, safeio.ErrTooLarge) {
 			t.Fatalf("pull over the cap: %v", err)
 		}
-		assertNotStored(t, e, a, 0)
+		assertNotStored(t, e, a, nil)
 	})
 	t.Run("unknown tag", func(t *testing.T) {
 		e := pullEnv(t, d)
