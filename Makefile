@@ -23,8 +23,12 @@ deps-build:
 deps-test:
 	@scripts/install-deps.sh test
 
+# bin/omerta: omertad, first boot and the CLI; bin/omerta-console: the web
+# console, a binary of its own so that the network-facing process links
+# no containerd client, SQLite or NVML (appliance/deps checks it).
 build: deps-build
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/omerta ./appliance/cmd/omerta
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/omerta-console ./appliance/cmd/omerta-console
 
 
 

@@ -6,7 +6,8 @@
 # when OMERTA_SETUP_TOKEN_FILE names first boot's token file, the one-time
 # setup token. The console's pid goes to DIR/console.pid (kill it to stop
 # it), its log to DIR/console.log. It listens on $OMERTA_CONSOLE_LISTEN
-# (default 127.0.0.1:8443).
+# (default 127.0.0.1:8443). The console is bin/omerta-console
+# ($OMERTA_CONSOLE_BIN; by default beside $OMERTA_BIN when that is set).
 #
 # The console never runs as root: started by root (make demo), it drops to
 # nobody with setpriv, in the group that owns SOCKET. omertad's
@@ -16,11 +17,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: $0 SOCKET DIR" >&2; exit 2; }
 sock=$1 dir=$2
-bin=${OMERTA_BIN:-$PWD/bin/omerta}
+bin_dir=$PWD/bin
+if [ -n "${OMERTA_BIN:-}" ]; then bin_dir=$(dirname "$OMERTA_BIN"); fi
+bin=${OMERTA_CONSOLE_BIN:-$bin_dir/omerta-console}
+[ -x "$bin" ] || { echo "demo-console: $bin is missing; make build builds it" >&2; exit 1; }
 listen=${OMERTA_CONSOLE_LISTEN:-127.0.0.1:8443}
 mkdir -p "$dir"
 chmod 0700 "$dir"
-run=("$bin" console --socket "$sock" --dev-cert "$dir/cert" --listen "$listen")
+run=("$bin" --socket "$sock" --dev-cert "$dir/cert" --listen "$listen")
 if [ "$(id -u)" = 0 ]; then
   group=$(stat -c %G "$sock")
   if [ "$group" = root ]; then

@@ -38,6 +38,7 @@ e2e: image-deps
 	@scripts/install-deps.sh browser
 	$(MAKE) build agents
 	@if [ ! -f out/omertaos.raw ] || [ -n "$$(find mkosi.conf image scripts/cmdline hardening out/agents -newer out/omertaos.raw -print -quit)" ] \
-		|| ! grep -q "\"omerta\": \"$$(sha256sum bin/omerta | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null; then \
+		|| ! grep -q "\"omerta\": \"$$(sha256sum bin/omerta | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null \
+		|| ! grep -q "\"omerta_console\": \"$$(sha256sum bin/omerta-console | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null; then \
 		echo "e2e: out/omertaos.raw is missing or older than its inputs; rebuilding"; scripts/image.sh; fi
 	$(GO) run ./scripts/e2e -image out/omertaos.raw -omerta bin/omerta -out out/e2e-results.json $(E2E_FLAGS)

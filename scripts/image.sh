@@ -8,7 +8,10 @@ top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
 
 bin="${OMERTA_BIN:-bin/omerta}"
-[[ -x $bin ]] || { echo "image.sh: $bin missing; run make build first" >&2; exit 1; }
+console_bin="${OMERTA_CONSOLE_BIN:-$(dirname "$bin")/omerta-console}"
+for b in "$bin" "$console_bin"; do
+	[[ -x $b ]] || { echo "image.sh: $b missing; run make build first" >&2; exit 1; }
+done
 
 start=$(date +%s.%N)
 
@@ -16,6 +19,7 @@ start=$(date +%s.%N)
 stage=.cache/image-stage
 rm -rf "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/omerta"
+install -D -m 0755 "$console_bin" "$stage/usr/bin/omerta-console"
 # The shipped catalog and the sample agents' OCI archives: omertad imports
 # the archives into containerd at start, so agents deploy with no network.
 install -d -m 0755 "$stage/usr/share/omerta/catalog" "$stage/usr/share/omerta/agents"
@@ -52,6 +56,6 @@ file_bytes=$(stat -c %s out/omertaos.raw)
 used_bytes=$(( $(stat -c %b out/omertaos.raw) * $(stat -c %B out/omertaos.raw) ))
 zst_bytes=$(stat -c %s out/omertaos.raw.zst)
 cat > out/build-info.json <<JSON
-{"build_seconds": $secs, "image_bytes": $file_bytes, "image_used_bytes": $used_bytes, "compressed_bytes": $zst_bytes, "omerta": "$(sha256sum "$bin" | cut -d' ' -f1)"}
+{"build_seconds": $secs, "image_bytes": $file_bytes, "image_used_bytes": $used_bytes, "compressed_bytes": $zst_bytes, "omerta": "$(sha256sum "$bin" | cut -d' ' -f1)", "omerta_console": "$(sha256sum "$console_bin" | cut -d' ' -f1)"}
 JSON
 echo "image.sh: built out/omertaos.raw in ${secs}s (file $file_bytes bytes, used $used_bytes bytes, zstd $zst_bytes bytes)"

@@ -48,7 +48,7 @@ func (e *FingerprintError) Error() string {
 func (e *FingerprintError) Unwrap() error { return ErrFingerprint }
 
 // WithFingerprint pins the server certificate of a remote client
-// (NewRemote) to its SHA-256 fingerprint, as `omerta console` and first
+// (NewRemote) to its SHA-256 fingerprint, as `omerta-console` and first
 // boot print it ("SHA256:AB:CD:…"; colons, case and the prefix optional).
 // A pinned certificate needs no CA: the appliance's is self-signed. Only
 // NewRemote uses it.

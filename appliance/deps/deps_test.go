@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -74,7 +75,18 @@ var forbidden = []struct {
 	{"ui/", "github.com/NVIDIA/go-nvml", "the console must not touch GPUs"},
 	{"ui/", "github.com/containerd/containerd", "the containerd socket is root-equivalent; the network-facing console must not hold a client"},
 	{"firstboot/report", module + "/hardening", "an auditor's verifier must not link the code whose results it checks"},
+	// The console's own binary: what it links is all a compromised
+	// console could run, so the network-facing process holds none of it.
+	{consoleBinary, "github.com/containerd/", "the containerd socket is root-equivalent; the network-facing console binary must not link a client"},
+	{consoleBinary, "github.com/mattn/go-sqlite3", "the console binary must not open the database"},
+	{consoleBinary, "github.com/NVIDIA/go-nvml", "the console binary must not touch GPUs"},
+	{consoleBinary, module + "/appliance/store", "the console binary reaches state only through omertad's API"},
+	{consoleBinary, module + "/appliance/agents/runtime", "the console binary must not drive containers"},
 }
+
+// consoleBinary is the main package of omerta-console, the one process
+// that faces the network.
+const consoleBinary = "appliance/cmd/omerta-console"
 
 type pkg struct {
 	ImportPath string
@@ -227,6 +239,11 @@ func TestCheckCatches(t *testing.T) {
 		{"ui links containerd", pkg{ImportPath: m("ui"), Deps: []string{"github.com/containerd/containerd/v2/client"}}, "root-equivalent"},
 		{"ui links sqlite", pkg{ImportPath: m("ui"), Deps: []string{"github.com/mattn/go-sqlite3"}}, "must not open the database"},
 		{"ui links nvml", pkg{ImportPath: m("ui"), Deps: []string{"github.com/NVIDIA/go-nvml/pkg/nvml"}}, "must not touch GPUs"},
+		{"console binary links containerd", pkg{ImportPath: m(consoleBinary), Deps: []string{"github.com/containerd/ttrpc"}}, "must not link a client"},
+		{"console binary links sqlite", pkg{ImportPath: m(consoleBinary), Deps: []string{"github.com/mattn/go-sqlite3"}}, "must not open the database"},
+		{"console binary links nvml", pkg{ImportPath: m(consoleBinary), Deps: []string{"github.com/NVIDIA/go-nvml/pkg/nvml"}}, "must not touch GPUs"},
+		{"console binary links the store", pkg{ImportPath: m(consoleBinary), Deps: []string{m("appliance/store")}}, "through omertad's API"},
+		{"console binary links the runtime", pkg{ImportPath: m(consoleBinary), Deps: []string{m("appliance/agents/runtime")}}, "must not drive containers"},
 		{"report links hardening", pkg{ImportPath: m("firstboot/report"), Deps: []string{m("hardening")}}, "must not link the code"},
 		{"core imports a domain", pkg{ImportPath: m("appliance/store"), Imports: []string{m("appliance/probe")}}, "imports only from below"},
 		{"base imports core", pkg{ImportPath: m("appliance/safeio"), Imports: []string{m("appliance/config")}}, "imports only from below"},
@@ -245,5 +262,74 @@ func TestCheckCatches(t *testing.T) {
 	ok := pkg{ImportPath: m("firstboot"), Imports: []string{m("hardening"), m("appliance/probe"), m("appliance/store")}}
 	if got := check([]pkg{ok}); len(got) != 0 {
 		t.Fatalf("a domain using domains and core: check = %q, want none", got)
+	}
+}
+
+// TestConsoleBinaryDeps: the omerta-console binary exists (so the rules
+// above are not silently about nothing), links the console and the API
+// client, breaks none of the rules, and of this module links only base
+// packages, the configuration, the API's types and client and the ui tree:
+// no domain, no store, no daemon, whatever a new import brings along.
+func TestConsoleBinaryDeps(t *testing.T) {
+	var p *pkg
+	pkgs := listPackages(t)
+	for i := range pkgs {
+		if pkgs[i].ImportPath == module+"/"+consoleBinary {
+			p = &pkgs[i]
+		}
+	}
+	if p == nil {
+		t.Fatalf("go list has no %s: the console's binary moved; update consoleBinary", consoleBinary)
+	}
+	for _, want := range []string{module + "/ui", module + "/appliance/apiclient"} {
+		if !slices.Contains(p.Deps, want) {
+			t.Errorf("%s does not link %s: is it still the console?", consoleBinary, want)
+		}
+	}
+	for _, problem := range check([]pkg{*p}) {
+		t.Error(problem)
+	}
+	for _, problem := range consoleOutsideAllowed(p.Deps) {
+		t.Error(problem)
+	}
+}
+
+// consoleAllowed are the module's packages above base the console's
+// binary may link.
+var consoleAllowed = []string{"appliance/config", "appliance/apitype", "appliance/apiclient", "ui"}
+
+func consoleOutsideAllowed(deps []string) []string {
+	var problems []string
+	for _, d := range deps {
+		rel, ok := relative(d)
+		if !ok {
+			continue
+		}
+		if l, ok := layerOf(rel); ok && l == base {
+			continue
+		}
+		allowed := false
+		for _, a := range consoleAllowed {
+			allowed = allowed || rel == a || (a == "ui" && inTree(rel, "ui"))
+		}
+		if !allowed {
+			problems = append(problems, fmt.Sprintf("%s links %s: the console's binary links only base packages, %s and the ui tree",
+				consoleBinary, rel, strings.Join(consoleAllowed[:3], ", ")))
+		}
+	}
+	return problems
+}
+
+// TestConsoleOutsideAllowedCatches proves the allow-list is not vacuous.
+func TestConsoleOutsideAllowedCatches(t *testing.T) {
+	m := func(rel string) string { return module + "/" + rel }
+	ok := []string{m("ui"), m("ui/assets"), m("appliance/apiclient"), m("appliance/safeio"), m("appliance/config"), "net/http"}
+	if got := consoleOutsideAllowed(ok); len(got) != 0 {
+		t.Errorf("allowed deps refused: %q", got)
+	}
+	for _, bad := range []string{m("appliance/agents"), m("appliance/daemon"), m("firstboot"), m("appliance/api"), m("appliance/store"), m("hardening")} {
+		if got := consoleOutsideAllowed([]string{bad}); len(got) != 1 {
+			t.Errorf("%s: %q, want one problem", bad, got)
+		}
 	}
 }

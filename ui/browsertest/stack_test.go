@@ -43,18 +43,19 @@ const (
 // stack is the system under test: first boot's scratch root, a private
 // containerd, omertad on first boot's state, and the console.
 type stack struct {
-	mod   string // the module's root
-	dir   string // everything the test writes, removed at the end
-	bin   string
-	root  string // first boot's root
-	sock  string
-	api   *apiclient.Client // as root over the socket
-	fb    banner            // what first boot printed
-	cons  banner            // what the console printed
-	url   string
-	leaf  *x509.Certificate // the certificate the console serves
-	omtd  *proc
-	conso *proc
+	mod        string // the module's root
+	dir        string // everything the test writes, removed at the end
+	bin        string // omerta
+	consoleBin string // omerta-console
+	root       string // first boot's root
+	sock       string
+	api        *apiclient.Client // as root over the socket
+	fb         banner            // what first boot printed
+	cons       banner            // what the console printed
+	url        string
+	leaf       *x509.Certificate // the certificate the console serves
+	omtd       *proc
+	conso      *proc
 }
 
 // banner is what first boot and the console print for a person.
@@ -122,16 +123,31 @@ func (s *stack) makeDir(t *testing.T) {
 	s.dir = dir
 }
 
-// buildOmerta puts the omerta binary in the test's directory: a copy of
-// $OMERTA_BIN (make test builds bin/omerta first), else a fresh build.
+// buildOmerta puts the two binaries in the test's directory: omerta
+// (omertad, first boot) and omerta-console. Each is a copy of the one
+// make built, $OMERTA_BIN and $OMERTA_CONSOLE_BIN (by default omerta-console
+// beside $OMERTA_BIN), else a fresh build.
 func (s *stack) buildOmerta(t *testing.T) {
 	s.bin = filepath.Join(s.dir, "omerta")
-	if src := os.Getenv("OMERTA_BIN"); src != "" {
+	s.consoleBin = filepath.Join(s.dir, "omerta-console")
+	omertaSrc := os.Getenv("OMERTA_BIN")
+	consoleSrc := os.Getenv("OMERTA_CONSOLE_BIN")
+	if consoleSrc == "" && omertaSrc != "" {
+		consoleSrc = filepath.Join(filepath.Dir(omertaSrc), "omerta-console")
+	}
+	s.placeBinary(t, omertaSrc, s.bin, "./appliance/cmd/omerta")
+	s.placeBinary(t, consoleSrc, s.consoleBin, "./appliance/cmd/omerta-console")
+}
+
+// placeBinary copies src to dst, or builds pkg there when src is "".
+func (s *stack) placeBinary(t *testing.T, src, dst, pkg string) {
+	t.Helper()
+	if src != "" {
 		data, err := os.ReadFile(src)
 		if err != nil {
-			t.Fatalf("OMERTA_BIN: %v", err)
+			t.Fatalf("%s (make build puts it there): %v", pkg, err)
 		}
-		if err := os.WriteFile(s.bin, data, 0o755); err != nil {
+		if err := os.WriteFile(dst, data, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -140,7 +156,7 @@ func (s *stack) buildOmerta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(s.mod, gocmd, "build", "-trimpath", "-o", s.bin, "./appliance/cmd/omerta"); err != nil {
+	if _, err := run(s.mod, gocmd, "build", "-trimpath", "-o", dst, pkg); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -311,13 +327,13 @@ func (s *stack) deleteAgents(t *testing.T) {
 	}
 }
 
-// startConsole runs omerta console as nobody:nogroup with no capabilities
+// startConsole runs omerta-console as nobody:nogroup with no capabilities
 // and no way to gain any, the device certificate handed over as systemd
 // would (LoadCredential: files the service's user alone can read).
 func (s *stack) startConsole(t *testing.T) {
 	creds := s.credentials(t)
 	cmd := exec.Command("setpriv", "--reuid="+consoleUser, "--regid="+consoleGroup, "--clear-groups", "--no-new-privs",
-		"--bounding-set=-all", "--inh-caps=-all", "--", s.bin, "console", "--socket", s.sock, "--listen", "127.0.0.1:0")
+		"--bounding-set=-all", "--inh-caps=-all", "--", s.consoleBin, "--socket", s.sock, "--listen", "127.0.0.1:0")
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+creds)
 	p, err := startProc("console", filepath.Join(s.dir, "console.log"), cmd)

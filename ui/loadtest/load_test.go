@@ -92,13 +92,14 @@ func TestConsoleLoad(t *testing.T) {
 // env is the running system: omertad (fake runtime), the console, the
 // floor.
 type env struct {
-	mod, dir, bin, root, sock string
-	api                       *apiclient.Client
-	token                     string
-	fp                        [sha256.Size]byte
-	console                   string // https://addr
-	consolePID, omertadPID    int
-	certFile, keyFile         string
+	mod, dir, root, sock   string
+	bin, consoleBin        string // omerta (first boot), omerta-console
+	api                    *apiclient.Client
+	token                  string
+	fp                     [sha256.Size]byte
+	console                string // https://addr
+	consolePID, omertadPID int
+	certFile, keyFile      string
 }
 
 func newEnv(t *testing.T) *env {
@@ -111,15 +112,32 @@ func newEnv(t *testing.T) *env {
 	os.Chmod(dir, 0o755)
 	e.dir = dir
 	e.bin = filepath.Join(dir, "omerta")
+	e.consoleBin = filepath.Join(dir, "omerta-console")
 	gocmd := "go"
 	if _, err := exec.LookPath(gocmd); err != nil {
 		gocmd = "/usr/local/go/bin/go"
 	}
+	// The console measured is the binary the appliance ships, built as
+	// make builds it (-trimpath; the version stamps change no size).
 	mustRun(t, e.mod, gocmd, "build", "-trimpath", "-o", e.bin, "./appliance/cmd/omerta")
+	mustRun(t, e.mod, gocmd, "build", "-trimpath", "-o", e.consoleBin, "./appliance/cmd/omerta-console")
+	logBinarySizes(t, e.bin, e.consoleBin)
 	e.firstBoot(t)
 	e.startOmertad(t)
 	e.startConsole(t)
 	return e
+}
+
+// logBinarySizes writes each binary's size to the log: the console's
+// resident text is bounded by its own.
+func logBinarySizes(t *testing.T, bins ...string) {
+	for _, b := range bins {
+		fi, err := os.Stat(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("binary %s: %.1f MiB", filepath.Base(b), float64(fi.Size())/(1<<20))
+	}
 }
 
 var (
@@ -174,7 +192,7 @@ agents:
 	})
 }
 
-// startConsole runs the console binary as nobody:nogroup, first boot's
+// startConsole runs omerta-console as nobody:nogroup, first boot's
 // certificate handed over in a credentials directory as systemd does.
 func (e *env) startConsole(t *testing.T) {
 	creds := filepath.Join(e.dir, "credentials")
@@ -194,7 +212,7 @@ func (e *env) startConsole(t *testing.T) {
 	}
 	os.Chown(creds, uid, gid)
 	cmd := exec.Command("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--no-new-privs",
-		"--bounding-set=-all", "--", e.bin, "console", "--socket", e.sock, "--listen", "127.0.0.1:0", "--log-level", "warn")
+		"--bounding-set=-all", "--", e.consoleBin, "--socket", e.sock, "--listen", "127.0.0.1:0", "--log-level", "warn")
 	cmd.Dir = "/"
 	cmd.Env = append(os.Environ(), "CREDENTIALS_DIRECTORY="+creds)
 	// OMERTA_LOAD_CONSOLE_ENV: the console's alone (GOMEMLIMIT=..., GOGC=...,

@@ -33,7 +33,7 @@ type remoteFlags struct {
 const remoteHelp = `Remote use: --url https://host:port (or OMERTA_URL) calls omertad through
 the console with an API token read from --token-file F (or OMERTA_TOKEN),
 and --fingerprint (or OMERTA_FINGERPRINT) pins the console's certificate to
-the fingerprint first boot and "omerta console" print. A token is never
+the fingerprint first boot and "omerta-console" print. A token is never
 taken on the command line, where every user of the machine can read it.`
 
 func (r *remoteFlags) add(cmd *cobra.Command) {

@@ -146,14 +146,3 @@ func TestRemoteRefusals(t *testing.T) {
 		})
 	}
 }
-
-// TestConsoleHasNoRemoteFlags: the console is omertad's front and reaches
-// it by its socket only, whatever the environment says.
-func TestConsoleHasNoRemoteFlags(t *testing.T) {
-	cmd := newConsoleCmd()
-	for _, name := range []string{"url", "token", "token-file", "fingerprint"} {
-		if cmd.Flags().Lookup(name) != nil {
-			t.Errorf("omerta console has --%s", name)
-		}
-	}
-}
