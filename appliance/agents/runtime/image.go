@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,16 +141,32 @@ func (c *capped) Read(p []byte) (int, error) {
 // context from garbage collection. done(true) drops it and collects
 // synchronously (undoing a failed step); done(false) just drops it. It
 // expires by itself should the process die first.
+//
+// The lease is counted as this Runtime's before containerd makes it: the
+// other way round, an orphan sweep (orphanLeases) listing leases between
+// the two would find it unknown and delete it under the import that holds
+// it ("lease does not exist" when the import commits a blob).
 func (r *Runtime) lease(ctx context.Context) (context.Context, func(failed bool), error) {
 	ls := r.c.LeasesService()
-	l, err := ls.Create(ctx, leases.WithRandomID(), leases.WithExpiration(time.Hour),
+	var id [12]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, nil, fmt.Errorf("creating a lease ID: %w", err)
+	}
+	lid := "omerta-" + hex.EncodeToString(id[:])
+	r.mu.Lock()
+	r.leases[lid] = true
+	r.mu.Unlock()
+	l, err := ls.Create(ctx, leases.WithID(lid), leases.WithExpiration(time.Hour),
 		leases.WithLabel(labelPrefix+"lease", "true"))
 	if err != nil {
+		r.mu.Lock()
+		delete(r.leases, lid)
+		r.mu.Unlock()
 		return nil, nil, wrap("creating a lease", err)
 	}
-	r.mu.Lock()
-	r.leases[l.ID] = true
-	r.mu.Unlock()
+	if r.leaseMade != nil {
+		r.leaseMade(l.ID)
+	}
 	return leases.WithLease(ctx, l.ID), func(failed bool) {
 		cctx, cancel := cleanupCtx(ctx)
 		defer cancel()

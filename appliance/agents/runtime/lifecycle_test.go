@@ -45,6 +45,7 @@ func TestRuntime(t *testing.T) {
 		{"exec stopped", testExecStopped},
 		{"logs", testLogs},
 		{"orphans", testOrphans},
+		{"lease sweep", testLeaseSweep},
 		{"import", testImport},
 		{"reconnect", testReconnect},
 		{"foreign shim", testForeignShim},

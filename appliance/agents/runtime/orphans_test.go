@@ -63,3 +63,28 @@ func testOrphans(t *testing.T, s *suite) {
 	}
 	e.rt.Delete(ctx, "in-flight")
 }
+
+// An orphan sweep at any moment after containerd made an import's lease
+// must see the lease as this Runtime's: found orphan, it was deleted under
+// the import, which then failed with "lease does not exist".
+func testLeaseSweep(t *testing.T, s *suite) {
+	e := s.newEnv(t)
+	ctx := context.Background()
+	var swept [][]string
+	e.rt.leaseMade = func(id string) {
+		o, err := e.rt.orphanLeases(e.rt.ctx(ctx))
+		if err != nil {
+			t.Error(err)
+		}
+		if slices.Contains(o, id) {
+			swept = append(swept, o)
+		}
+	}
+	t.Cleanup(func() { e.rt.leaseMade = nil })
+	if _, err := e.rt.ImportArchive(ctx, s.archive.Path); err != nil {
+		t.Fatal(err)
+	}
+	if len(swept) != 0 {
+		t.Errorf("a sweep right after the lease was made found it orphan: %v", swept)
+	}
+}

@@ -81,6 +81,9 @@ type Runtime struct {
 	leases   map[string]bool // leases this Runtime holds now
 	imports  int             // imports under way (their snapshots are unowned until done)
 	warned   map[string]bool // what warnOnce has logged
+
+	// leaseMade, for tests, runs as soon as containerd has made a lease.
+	leaseMade func(id string)
 }
 
 // Option configures a Runtime.
