@@ -22,7 +22,11 @@ const (
 	// hundred PCI functions.
 	maxPCIFunctions = 4096
 	// maxSysfsAttr bounds one sysfs attribute such as vendor ("0x10de\n").
-	maxSysfsAttr = 64
+	// It is a page, not the few bytes such an attribute holds: sysfs
+	// reports every attribute's size as 4096, and the read refuses a file
+	// whose size is over its limit, so a smaller bound refused every PCI
+	// device of a real machine.
+	maxSysfsAttr = 4096
 )
 
 // pciAddress is a PCI function's name in sysfs, "0000:1b:00.0".
