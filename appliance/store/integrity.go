@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/mattn/go-sqlite3"
 )
 
 // checkBeforeOpen runs PRAGMA integrity_check on the database at path
@@ -53,10 +55,24 @@ func checkBeforeOpen(ctx context.Context, path string) error {
 	case !present["-wal"]:
 		return integrityCheck(ctx, path, path, url.Values{"mode": {"ro"}, "immutable": {"1"}})
 	case present["-shm"]:
-		return integrityCheck(ctx, path, path, url.Values{"mode": {"ro"}, "readonly_shm": {"1"}})
+		err := integrityCheck(ctx, path, path, url.Values{"mode": {"ro"}, "readonly_shm": {"1"}})
+		if !isLockingProtocol(err) {
+			return err
+		}
+		// A writer killed mid-write can leave a -shm that a read-only
+		// connection cannot recover from (SQLITE_PROTOCOL, "locking
+		// protocol"; seen after SIGKILLs under load): the copy rebuilds
+		// the WAL index privately, as for a -wal without -shm.
+		return checkCopy(ctx, path)
 	default:
 		return checkCopy(ctx, path)
 	}
+}
+
+// isLockingProtocol reports whether err is SQLite's SQLITE_PROTOCOL.
+func isLockingProtocol(err error) bool {
+	var se sqlite3.Error
+	return errors.As(err, &se) && se.Code == sqlite3.ErrProtocol
 }
 
 // regularOrAbsent reports whether name exists, refusing anything but a
