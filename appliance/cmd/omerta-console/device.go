@@ -3,10 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
 	"path"
-	"strings"
 
+	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/config"
 )
 
@@ -20,20 +19,10 @@ var (
 	tlsKeyPath  = path.Join(keysDir, "tls.key")
 )
 
-// certFingerprint is firstboot.CertFingerprint's format, "SHA256:" and the
-// certificate's digest as colon-separated upper-case hex pairs, so that the
-// console's banner and first boot's print the same string for the same
-// certificate (the tests compare them).
+// certFingerprint is the certificate's fingerprint as first boot prints
+// it, in the API client's one format, so that the console's banner and
+// first boot's agree (the tests compare them).
 func certFingerprint(c *x509.Certificate) string {
 	sum := sha256.Sum256(c.Raw)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	var b strings.Builder
-	b.WriteString("SHA256:")
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i : i+2])
-	}
-	return b.String()
+	return apiclient.FormatFingerprint(sum[:])
 }
