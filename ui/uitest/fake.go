@@ -106,6 +106,10 @@ type Fake struct {
 
 	gpus *apitype.GPUList
 
+	// booted is when this omertad "probed" and checked its chain: like the
+	// real one's, those times do not move between calls.
+	booted time.Time
+
 	requests atomic.Int64
 	// Delay, when set, is slept before each answer (timeouts, load).
 	Delay atomic.Int64
@@ -140,7 +144,8 @@ func Start(t testing.TB) *Fake {
 func New(socket string) *Fake {
 	f := &Fake{Socket: socket, users: map[string]*user{}, sessions: map[string]*session{}, tokens: map[int64]*token{},
 		resets: map[string]string{}, catalog: map[string]apitype.CatalogEntryView{}, agents: map[string]*apitype.Agent{},
-		tasks: map[string]*apitype.Task{}, logs: map[string]string{}, subs: map[*subscriber]bool{}, pol: newFakePolicy()}
+		tasks: map[string]*apitype.Task{}, logs: map[string]string{}, subs: map[*subscriber]bool{}, pol: newFakePolicy(),
+		booted: time.Now().UTC().Truncate(time.Second)}
 	f.seedCatalog()
 	f.mux = http.NewServeMux()
 	f.routes()

@@ -244,18 +244,18 @@ func (f *Fake) evidenceRoutes() {
 	})
 	f.route("GET /api/v1/audit/status", "audit.read", func(w http.ResponseWriter, r *http.Request, _ principal) {
 		// Like omertad's: the chain as it was at start (empty here).
-		writeJSON(w, http.StatusOK, apitype.AuditStatus{State: apitype.ChainEmpty, CheckedAt: time.Now().UTC()})
+		writeJSON(w, http.StatusOK, apitype.AuditStatus{State: apitype.ChainEmpty, CheckedAt: f.booted})
 	})
 	f.route("GET /api/v1/probe", "probe.read", func(w http.ResponseWriter, r *http.Request, _ principal) {
 		res := json.RawMessage(`{"schema_version":"1","host":{"cpu":{"model":"Test CPU 9000","cores":8,"threads":16},"memory":{"total_bytes":68719476736}},` +
 			`"gpu":{"summary":"1 × NVIDIA H200","devices":[{}]}}`)
-		writeJSON(w, http.StatusOK, apitype.ProbeView{ProbeID: 3, At: time.Now().UTC(), BaselineID: 1,
+		writeJSON(w, http.StatusOK, apitype.ProbeView{ProbeID: 3, At: f.booted, BaselineID: 1,
 			Verdict: apitype.Verdict{Profile: "pro", Status: "warn", Checks: []apitype.Check{
 				{ID: "gpu.count", Status: "pass", Reason: "ok"}, {ID: "memory.total", Status: "warn", Reason: "below the recommended", Measured: "64 GiB", Required: "128 GiB"}}},
 			Result: res})
 	})
 	f.route("GET /api/v1/probe/drift", "drift.read", func(w http.ResponseWriter, r *http.Request, _ principal) {
-		writeJSON(w, http.StatusOK, apitype.DriftView{Events: []apitype.DriftEvent{{ID: 1, At: time.Now().UTC(), Kind: "kernel", Subject: "cmdline", Message: "the kernel command line changed"}}})
+		writeJSON(w, http.StatusOK, apitype.DriftView{Events: []apitype.DriftEvent{{ID: 1, At: f.booted, Kind: "kernel", Subject: "cmdline", Message: "the kernel command line changed"}}})
 	})
 	f.route("GET /api/v1/report", "reports.read", func(w http.ResponseWriter, r *http.Request, _ principal) {
 		writeJSON(w, http.StatusOK, fakeReport())
