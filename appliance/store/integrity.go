@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mattn/go-sqlite3"
 )
@@ -40,21 +41,65 @@ import (
 //     the check runs on a private copy of state.db and -wal.
 //
 // A missing file is not checked: Open creates it.
+//
+// Another process may open or close the database between the Lstat and
+// the check (firstboot and omertad do): the last connection's close removes
+// -wal and -shm, a first connection creates them, and the check finds a
+// file gone that it was about to open. A check that failed for any reason
+// but corruption is run again on the files then present, a bounded number
+// of times; corruption is never retried.
 func checkBeforeOpen(ctx context.Context, path string) error {
-	present := map[string]bool{}
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		ok, err := regularOrAbsent(path + suffix)
-		if err != nil {
-			return fmt.Errorf("opening state database %s: %w", path, err)
+	var err error
+	for attempt := range checkAttempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("checking integrity of %s: %w (after: %w)", path, ctx.Err(), err)
+			case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+			}
 		}
-		present[suffix] = ok
+		p, perr := presentFiles(path)
+		if perr != nil {
+			return perr
+		}
+		err = checkPresent(ctx, path, p)
+		if err == nil || errors.Is(err, ErrCorrupt) {
+			return err
+		}
 	}
+	return err
+}
+
+// checkAttempts bounds how often checkBeforeOpen follows a database whose
+// files change under it; each change is a whole open or close elsewhere.
+const checkAttempts = 5
+
+// presence is which of state.db, -wal and -shm exist.
+type presence struct{ db, wal, shm bool }
+
+func presentFiles(path string) (presence, error) {
+	var p presence
+	for _, f := range []struct {
+		suffix string
+		ok     *bool
+	}{{"", &p.db}, {"-wal", &p.wal}, {"-shm", &p.shm}} {
+		ok, err := regularOrAbsent(path + f.suffix)
+		if err != nil {
+			return p, fmt.Errorf("opening state database %s: %w", path, err)
+		}
+		*f.ok = ok
+	}
+	return p, nil
+}
+
+// checkPresent runs the check that leaves the files p names as found.
+func checkPresent(ctx context.Context, path string, p presence) error {
 	switch {
-	case !present[""]:
+	case !p.db:
 		return nil
-	case !present["-wal"]:
+	case !p.wal:
 		return integrityCheck(ctx, path, path, url.Values{"mode": {"ro"}, "immutable": {"1"}})
-	case present["-shm"]:
+	case p.shm:
 		err := integrityCheck(ctx, path, path, url.Values{"mode": {"ro"}, "readonly_shm": {"1"}})
 		if !isLockingProtocol(err) {
 			return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -224,6 +225,43 @@ func TestFailedMigrationIsWhole(t *testing.T) {
 	if err := s.Read().QueryRow("SELECT count(*) FROM sqlite_schema WHERE name = 'b'").Scan(&n); err != nil || n != 0 {
 		t.Errorf("table b exists after the failed step (%d, %v)", n, err)
 	}
+}
+
+// TestConcurrentOpenAcrossProcesses opens and closes one database from
+// several processes at once, as firstboot and omertad may: a close removes
+// -wal and -shm while another process's integrity check is about to open
+// them, and that Open must still succeed.
+func TestConcurrentOpenAcrossProcesses(t *testing.T) {
+	if path := os.Getenv("OMERTA_STORE_TEST_OPENER"); path != "" {
+		for i := 0; i < 40; i++ {
+			s, err := Open(context.Background(), path, WithSchemas(probeSchema, firstbootSchema))
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(3)
+			}
+			s.Close()
+		}
+		os.Exit(0)
+	}
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cmd := exec.Command(os.Args[0], "-test.run=^TestConcurrentOpenAcrossProcesses$")
+			cmd.Env = append(os.Environ(), "OMERTA_STORE_TEST_OPENER="+path)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("an opening process: %v: %s", err, out)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // TestConcurrentOpenMigrates opens a new file from several goroutines at

@@ -91,6 +91,8 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 	if _, statErr := os.Stat(filepath.Dir(path)); statErr != nil {
 		return nil, fmt.Errorf("opening state database %s: %w", path, statErr)
 	}
+	unlock := lockOpen(path)
+	defer unlock()
 	_, statErr := os.Lstat(path)
 	created := errors.Is(statErr, os.ErrNotExist)
 	if err := checkBeforeOpen(ctx, path); err != nil {
@@ -119,6 +121,24 @@ func Open(ctx context.Context, path string, opts ...Option) (_ *Store, err error
 		return nil, err
 	}
 	return s, nil
+}
+
+// openLocks serialises Open per database within this process. SQLite keeps
+// one WAL-index mapping per file per process: when a check's read-only
+// mapping (readonly_shm) is the first, a concurrent Open's writer is given
+// that same mapping and its first write fails with SQLITE_READONLY.
+// Processes do not share mappings; across them the retry in checkBeforeOpen
+// is enough.
+var openLocks sync.Map // absolute path -> *sync.Mutex
+
+func lockOpen(path string) (unlock func()) {
+	key := path
+	if abs, err := filepath.Abs(path); err == nil {
+		key = abs
+	}
+	mu, _ := openLocks.LoadOrStore(key, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
 }
 
 func (s *Store) openWriter(ctx context.Context) (err error) {
