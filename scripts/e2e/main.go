@@ -87,13 +87,15 @@ type results struct {
 	FirstbootSteps map[string]string      `json:"firstboot_steps"`
 	LynisIndex     *int                   `json:"lynis_index"`
 	LynisWarnings  []string               `json:"lynis_warnings"`
-	Exposure       map[string]float64     `json:"exposure"`
-	Accelerator    string                 `json:"accelerator"`
-	Notes          []string               `json:"notes"`
-	Checks         []check                `json:"checks"`
-	Passed         int                    `json:"passed"`
-	Failed         int                    `json:"failed"`
-	TotalSeconds   float64                `json:"total_seconds"`
+	// LynisSlowest are the audit's longest tests, from its log.
+	LynisSlowest []lynisTest        `json:"lynis_slowest_tests"`
+	Exposure     map[string]float64 `json:"exposure"`
+	Accelerator  string             `json:"accelerator"`
+	Notes        []string           `json:"notes"`
+	Checks       []check            `json:"checks"`
+	Passed       int                `json:"passed"`
+	Failed       int                `json:"failed"`
+	TotalSeconds float64            `json:"total_seconds"`
 }
 
 type run struct {

@@ -215,14 +215,31 @@ func (r *run) mainWaitAudit(ctx context.Context, sc string, v *vm) {
 }
 
 // keepLynisFindings saves what Lynis suggested, for whoever tunes the image
-// and the controls; Lynis keeps its log at /var/log/lynis.log.
+// and the controls, and where its time went; Lynis keeps its log at
+// /var/log/lynis.log.
 func (r *run) keepLynisFindings(s *sshClient) {
-	if out, _, code, err := s.run2("sudo -n grep -E 'Suggestion:|Warning:' /var/log/lynis.log"); err == nil && code == 0 {
-		path := filepath.Join(r.opts.work, "lynis-findings.txt")
-		if werr := os.WriteFile(path, []byte(out), 0o644); werr == nil {
-			r.note("Lynis findings (%d lines) in %s", strings.Count(out, "\n"), path)
+	out, _, code, err := s.run2("sudo -n head -c " + strconv.Itoa(lynisLogLimit) + " /var/log/lynis.log")
+	if err != nil || code != 0 {
+		r.note("Lynis' log could not be read (exit %d%s)", code, errSuffix(err))
+		return
+	}
+	var findings strings.Builder
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "Suggestion:") || strings.Contains(line, "Warning:") {
+			findings.WriteString(line)
 		}
 	}
+	path := filepath.Join(r.opts.work, "lynis-findings.txt")
+	if werr := os.WriteFile(path, []byte(findings.String()), 0o644); werr == nil {
+		r.note("Lynis findings (%d lines) in %s", strings.Count(findings.String(), "\n"), path)
+	}
+	slowest, span := lynisSlowest(out, maxLynisTimed)
+	r.res.LynisSlowest = slowest
+	parts := make([]string, 0, len(slowest))
+	for _, t := range slowest {
+		parts = append(parts, fmt.Sprintf("%q %.0f s", t.ID, t.Seconds))
+	}
+	r.note("Lynis' log spans %s; its slowest tests: %s", span.Round(time.Second), strings.Join(parts, ", "))
 }
 
 // mainExposure records systemd-analyze security for the appliance's units.
