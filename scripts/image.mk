@@ -4,8 +4,11 @@
 #   make qemu    boot out/qemu/omertaos.raw (a working copy) with the serial
 #                console here; QEMU_FRESH=1 starts again from out/omertaos.raw
 #   make e2e     the end-to-end test on a fresh image (see scripts/e2e/)
+#   make cmdline-bench
+#                what each kernel parameter of the image costs under QEMU
+#                (scripts/cmdlinebench; out/cmdline-bench.json)
 
-.PHONY: image image-deps qemu e2e
+.PHONY: image image-deps qemu e2e cmdline-bench
 
 # Host packages the image build and the QEMU boot need. apt retries
 # transient download errors itself; the loop covers a busy dpkg lock and a
@@ -43,3 +46,14 @@ e2e: image-deps
 		|| ! grep -q "\"omerta_console\": \"$$(sha256sum bin/omerta-console | cut -d' ' -f1)\"" out/build-info.json 2>/dev/null; then \
 		echo "e2e: out/omertaos.raw is missing or older than its inputs; rebuilding"; scripts/image.sh; fi
 	$(GO) run ./scripts/e2e -image out/omertaos.raw -omerta bin/omerta -out out/e2e-results.json $(E2E_FLAGS)
+
+# The image's own kernel and command line (from its unified kernel image)
+# with a busybox initramfs: 14 variants x CMDLINE_ROUNDS boots of about a
+# minute each under TCG. Not in CI; run it on a quiet machine.
+CMDLINE_ROUNDS ?= 3
+cmdline-bench: image-deps
+	@[ -f .cache/mkosi-out/omertaos.efi ] || $(MAKE) image
+	@dpkg-query -W -f='$${Status}\n' busybox-static 2>/dev/null | grep -q '^install ok installed' || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Acquire::Retries=5 busybox-static
+	@mkdir -p out
+	$(GO) run ./scripts/cmdlinebench -rounds $(CMDLINE_ROUNDS) -out out/cmdline-bench.json
