@@ -173,9 +173,6 @@ func mainErr() error {
 	if err := r.readBuildInfo(); err != nil {
 		r.note("no build figures: %v", err)
 	}
-	if b, err := os.ReadFile(filepath.Join(o.top, ".cache/qemu-accel")); err == nil {
-		r.res.Accelerator = strings.TrimSpace(lastLine(string(b)))
-	}
 
 	// Ctrl-C or SIGTERM ends the run: waits return, deferred kills stop the
 	// guests, and the figures so far are still written.
@@ -192,6 +189,10 @@ func mainErr() error {
 		} else {
 			r.res.Failed++
 		}
+	}
+	// scripts/qemu.sh decides the accelerator on its first boot on a host.
+	if b, err := os.ReadFile(filepath.Join(o.top, ".cache/qemu-accel")); err == nil {
+		r.res.Accelerator = strings.TrimSpace(lastLine(string(b)))
 	}
 	r.res.TotalSeconds = time.Since(start).Seconds()
 	data, _ := json.MarshalIndent(r.res, "", "  ")
