@@ -227,6 +227,20 @@ func TestFailedMigrationIsWhole(t *testing.T) {
 	}
 }
 
+// existingDB is the path of a new database, created and closed: a racing
+// Open that created it would remove it on failure, which is a different
+// story than the races the concurrent tests are after.
+func existingDB(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return path
+}
+
 // TestConcurrentOpenAcrossProcesses opens and closes one database from
 // several processes at once, as firstboot and omertad may: a close removes
 // -wal and -shm while another process's integrity check is about to open
@@ -243,12 +257,7 @@ func TestConcurrentOpenAcrossProcesses(t *testing.T) {
 		}
 		os.Exit(0)
 	}
-	path := filepath.Join(t.TempDir(), "state.db")
-	s, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	path := existingDB(t)
 	var wg sync.WaitGroup
 	for i := 0; i < 4; i++ {
 		wg.Add(1)
@@ -267,14 +276,7 @@ func TestConcurrentOpenAcrossProcesses(t *testing.T) {
 // TestConcurrentOpenMigrates opens a new file from several goroutines at
 // once, as firstboot and omertad may: each step is applied once.
 func TestConcurrentOpenMigrates(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	// Create the file first: a racing Open that created it would remove
-	// it on failure, which is a different story.
-	s, err := Open(context.Background(), path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	path := existingDB(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for i := 0; i < 4; i++ {
