@@ -148,23 +148,39 @@ func (r *Runtime) Start(ctx context.Context, id string) error {
 	if _, err := r.Rotate(id); err != nil {
 		return err
 	}
-	task, err := ctr.NewTask(ctx, r.logIO(id))
+	sctx, cancel := context.WithTimeout(ctx, r.startTimeout)
+	defer cancel()
+	task, err := ctr.NewTask(sctx, r.logIO(id))
 	if errdefs.IsAlreadyExists(err) {
 		return fmt.Errorf("starting %s: %w: its task exists", quote(id), ErrState)
 	}
 	if err == nil {
-		err = r.attachNetwork(ctx, ctr, task)
+		err = r.attachNetwork(sctx, ctr, task)
 	}
 	if err == nil {
-		err = startTask(ctx, task)
+		err = startTask(sctx, task)
 	}
 	if err != nil {
+		// By the error, not sctx.Err(): gRPC refuses a call past its
+		// deadline before the context's timer has fired.
+		if sentinel(err) == ErrTimeout && ctx.Err() == nil {
+			err = fmt.Errorf("%w after %v: %w", ErrTimeout, r.startTimeout, err)
+		}
+		// discard and releaseNetwork clean up on a context of their own:
+		// a start cut off by its deadline still leaves nothing behind.
 		cerr := r.discard(ctx, ctr)
 		r.releaseNetwork(ctx, id)
 		return errors.Join(fmt.Errorf("starting %s: %w: %w", quote(id), ErrStartFailed, err), cerr)
 	}
 	return nil
 }
+
+// DefaultStartTimeout bounds creating and starting a task. containerd or a
+// shim can hang (seen once under load: NewTask waited 19 minutes after a
+// shim had been SIGKILLed), and a start that never returns holds the
+// agent's lock for good. A gVisor agent starts in about 12 s under
+// emulation.
+const DefaultStartTimeout = 3 * time.Minute
 
 // startTask waits before it starts: an exit that came first would
 // otherwise be missed.

@@ -26,6 +26,7 @@ func TestRuntime(t *testing.T) {
 		{"forkbomb", testForkBomb},
 		{"oom", testOOM},
 		{"failedstart", testFailedStart},
+		{"start timeout", testStartTimeout},
 		{"lost task", testLostTask},
 	}
 	for _, tc := range perIsolation {
@@ -142,6 +143,24 @@ func testFailedStart(t *testing.T, s *suite, iso Isolation) {
 	}
 	// Under gVisor the task was CREATED with shim, gofer and sandbox
 	// running when the start failed: all must be gone now.
+	assertNothingLeft(t, e, id)
+}
+
+// testStartTimeout: a start cut off by its deadline says so and, like any
+// failed start, leaves no task, container, shim or sandbox behind.
+func testStartTimeout(t *testing.T, s *suite, iso Isolation) {
+	e := s.newEnv(t)
+	ctx := context.Background()
+	id := "slow-" + string(iso)
+	if err := e.rt.Create(ctx, e.spec(id, iso)); err != nil {
+		t.Fatal(err)
+	}
+	e.rt.startTimeout = time.Millisecond
+	err := e.rt.Start(ctx, id)
+	e.rt.startTimeout = DefaultStartTimeout
+	if !errors.Is(err, ErrStartFailed) || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("start with a 1 ms deadline: %v, want ErrStartFailed and ErrTimeout", err)
+	}
 	assertNothingLeft(t, e, id)
 }
 

@@ -82,6 +82,8 @@ type Runtime struct {
 	imports  int             // imports under way (their snapshots are unowned until done)
 	warned   map[string]bool // what warnOnce has logged
 
+	// startTimeout bounds a task's creation and start (DefaultStartTimeout).
+	startTimeout time.Duration
 	// leaseMade, for tests, runs as soon as containerd has made a lease.
 	leaseMade func(id string)
 }
@@ -137,26 +139,27 @@ func WithAddress(addr string) Option { return func(r *Runtime) { r.address = add
 // directories and writes the gVisor wrapper into the run directory.
 func New(c *client.Client, opts ...Option) (*Runtime, error) {
 	r := &Runtime{
-		c:           c,
-		ns:          DefaultNamespace,
-		logDir:      DefaultLogDir,
-		runDir:      DefaultRunDir,
-		runsc:       DefaultRunsc,
-		cdiRoot:     rootfs.Host(),
-		snapshotter: DefaultSnapshotter,
-		maxArchive:  DefaultMaxArchive,
-		logMax:      DefaultLogMax,
-		logKeep:     DefaultLogKeep,
-		now:         time.Now,
-		log:         slog.Default(),
-		address:     dialedAddress(c),
-		procDir:     "/proc",
-		socketDir:   "/run/containerd/s",
-		mountinfo:   "/proc/self/mountinfo",
-		runcBin:     "runc",
-		inflight:    map[string]int{},
-		leases:      map[string]bool{},
-		warned:      map[string]bool{},
+		c:            c,
+		ns:           DefaultNamespace,
+		logDir:       DefaultLogDir,
+		runDir:       DefaultRunDir,
+		runsc:        DefaultRunsc,
+		cdiRoot:      rootfs.Host(),
+		snapshotter:  DefaultSnapshotter,
+		maxArchive:   DefaultMaxArchive,
+		logMax:       DefaultLogMax,
+		logKeep:      DefaultLogKeep,
+		now:          time.Now,
+		startTimeout: DefaultStartTimeout,
+		log:          slog.Default(),
+		address:      dialedAddress(c),
+		procDir:      "/proc",
+		socketDir:    "/run/containerd/s",
+		mountinfo:    "/proc/self/mountinfo",
+		runcBin:      "runc",
+		inflight:     map[string]int{},
+		leases:       map[string]bool{},
+		warned:       map[string]bool{},
 	}
 	for _, o := range opts {
 		o(r)
