@@ -221,9 +221,30 @@ func (r *Runtime) removeCgroups(id string) error {
 	var errs []error
 	for _, m := range mounts {
 		dir := filepath.Join(m, r.ns, id)
-		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		if err := rmdirCgroup(dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing cgroup %s: %w", quote(dir), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cgroupBusyWait bounds how long rmdirCgroup waits on a cgroup the kernel
+// still counts as populated just after its last process exited (cgroup
+// v1 releases a dead task's membership asynchronously: rmdir gave EBUSY
+// within milliseconds of the SIGKILLed processes' exit, in the lost-task
+// test under load).
+const cgroupBusyWait = 2 * time.Second
+
+// rmdirCgroup removes an empty cgroup, retrying EBUSY for cgroupBusyWait;
+// a cgroup gone already is not an error.
+func rmdirCgroup(dir string) error {
+	for deadline := time.Now().Add(cgroupBusyWait); ; time.Sleep(20 * time.Millisecond) {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if !errors.Is(err, unix.EBUSY) || time.Now().After(deadline) {
+			return err
+		}
+	}
 }
