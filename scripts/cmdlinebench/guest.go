@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -118,6 +119,9 @@ func (g *guest) boot(ctx context.Context, cmdline string) (sample, error) {
 	}
 	return s, nil
 }
+
+// errNoResult: the guest's console ended before its "done" line.
+var errNoResult = errors.New("the guest printed no result")
 
 // parseSerial reads "omerta-bench: NAME START END" lines (and "boot T",
 // "done") from the guest's serial console.

@@ -18,7 +18,6 @@ import (
 	"context"
 	"debug/pe"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -138,5 +137,3 @@ func writeJSON(path string, v any) error {
 	fmt.Printf("cmdlinebench: results in %s\n", path)
 	return nil
 }
-
-var errNoResult = errors.New("the guest printed no result")
