@@ -144,6 +144,8 @@ func TestNftRulesetLoads(t *testing.T) {
 	root := t.TempDir()
 	s := site(true)
 	s.Console.Port = 8443
+	s.Gateway.Enabled = true
+	s.Gateway.Port = 8081
 	if _, err := Apply(context.Background(), Options{Root: root, Profile: config.ProfileUser, Site: s}); err != nil {
 		t.Fatal(err)
 	}
@@ -156,5 +158,15 @@ func TestNftRulesetLoads(t *testing.T) {
 	ports, drop, flush := nftParse(string(out))
 	if !drop || flush || !slices.Equal(ports, []int{22, 8443}) {
 		t.Errorf("loaded ruleset: ports %v, policy drop %t, flush %t\n%s", ports, drop, flush, out)
+	}
+	// nft prints the bridge's rules back as written, which the check of
+	// the loaded ruleset (nft.agents-gateway) relies on.
+	want := []string{
+		`iifname "omerta0" ip daddr 10.88.0.1 tcp dport 8081 accept`,
+		`iifname "omerta0" ip daddr 10.88.0.1 tcp dport 53 accept`,
+		`iifname "omerta0" ip daddr 10.88.0.1 udp dport 53 accept`,
+	}
+	if got := linkRules(string(out)); !slices.Equal(got, want) {
+		t.Errorf("loaded ruleset: bridge rules %q, want %q\n%s", got, want, out)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/omertaos/omertaos/appliance/config"
 )
 
 const (
@@ -47,7 +49,7 @@ func nftPortExpr(ports []int) string {
 // survive a reload. It has no forward or output hook: container traffic is
 // the runtime's to filter.
 func nftRuleset(e *env) []string {
-	return []string{
+	rules := []string{
 		"# Only table inet " + nftTable + " is replaced; other tables (containerd, CNI) are left alone.",
 		"table inet " + nftTable,
 		"delete table inet " + nftTable,
@@ -61,8 +63,33 @@ func nftRuleset(e *env) []string {
 		"\t\ticmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept",
 		"\t\tip6 saddr fe80::/10 udp sport 547 udp dport 546 accept",
 		"\t\ttcp dport " + nftPortExpr(admittedPorts(e)) + " accept",
-		"\t}",
-		"}",
+	}
+	for _, r := range gatewayRules(e) {
+		rules = append(rules, "\t\t"+r)
+	}
+	return append(rules, "\t}", "}")
+}
+
+// gatewayRules admit, when the site enables the agents' network, what
+// agents may reach of the host: on the bridge, the bridge's own address,
+// at the model gateway's port and the agents' resolver (UDP and TCP).
+// Which agent may reach them, from which address, is omertad's table
+// inet omerta_agents, on the same hook: a packet must pass both tables.
+// Without these the policy drop above took every agent's model call and
+// name lookup.
+func gatewayRules(e *env) []string {
+	g := e.opts.Site.Gateway
+	if !g.Enabled {
+		return nil
+	}
+	// config validated Bridge to letters, digits and "-_.": nothing to
+	// escape inside nft's quotes.
+	on := "iifname \"" + g.Bridge + "\" ip daddr " + g.SubnetPrefix().Addr().Next().String()
+	dns := strconv.Itoa(config.GatewayDNSPort)
+	return []string{
+		on + " tcp dport " + strconv.Itoa(g.Port) + " accept",
+		on + " tcp dport " + dns + " accept",
+		on + " udp dport " + dns + " accept",
 	}
 }
 
@@ -81,6 +108,9 @@ func nftParse(text string) (ports []int, policyDrop, flush bool) {
 		}
 		if strings.Contains(t, "hook input") && strings.Contains(t, "policy drop") {
 			policyDrop = true
+		}
+		if strings.HasPrefix(t, "iifname ") {
+			continue // a rule for one link (gatewayRules), not the host's ports
 		}
 		for _, m := range tcpDportRE.FindAllStringSubmatch(t, -1) {
 			for _, f := range strings.FieldsFunc(m[1], func(r rune) bool { return r == '{' || r == '}' || r == ',' || r == ' ' }) {
@@ -141,7 +171,7 @@ func nftCheck(expected string, judge func(e *env, text string) (bool, string)) f
 }
 
 func nftControls() []Control {
-	return []Control{nftInputPolicy(), nftAdmittedPorts(), nftPreserveChains(), nftServiceEnabled()}
+	return []Control{nftInputPolicy(), nftAdmittedPorts(), nftAgentsGateway(), nftPreserveChains(), nftServiceEnabled()}
 }
 
 func nftInputPolicy() Control {
@@ -172,6 +202,41 @@ func nftAdmittedPorts() Control {
 			return nftCheck("tcp ports admitted: "+nftPortExpr(want), func(_ *env, t string) (bool, string) {
 				got, _, _ := nftParse(t)
 				return slices.Equal(got, want), "tcp ports admitted: " + nftPortExpr(got)
+			})(e)
+		},
+	}
+}
+
+// linkRules are the accepting rules of a ruleset text that name an input
+// link (gatewayRules' shape), in order.
+func linkRules(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if t := strings.TrimSpace(l); strings.HasPrefix(t, "iifname ") && strings.HasSuffix(t, " accept") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func nftAgentsGateway() Control {
+	return Control{
+		ID:         "nft.agents-gateway",
+		Title:      "From the agents' bridge, only the model gateway and the agents' resolver on the bridge's address are admitted",
+		References: refs(cis("4.3.3")),
+		Profiles:   all,
+		check: func(e *env) outcome {
+			want := gatewayRules(e)
+			expected := "no rule for the agents' bridge (gateway disabled)"
+			if len(want) > 0 {
+				expected = strings.Join(want, "; ")
+			}
+			return nftCheck(expected, func(_ *env, t string) (bool, string) {
+				got := linkRules(t)
+				if len(got) == 0 {
+					return len(want) == 0, "no rule for an input link"
+				}
+				return slices.Equal(got, want), strings.Join(got, "; ")
 			})(e)
 		},
 	}

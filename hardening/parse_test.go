@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/omertaos/omertaos/appliance/config"
 )
 
 func TestNormaliseSysctlKey(t *testing.T) {
@@ -87,6 +89,8 @@ func TestNftParse(t *testing.T) {
 		{"table inet omerta {\n chain input {\n type filter hook input priority filter; policy drop;\n tcp dport { 22, 443 } accept\n }\n}", []int{22, 443}, true, false},
 		{"flush ruleset\ntable inet filter {\n chain input {\n type filter hook input priority 0; policy accept;\n tcp dport 443 accept\n }\n}", []int{443}, false, true},
 		{"# flush ruleset\n tcp dport 8443 accept", []int{8443}, false, false},
+		// A rule for one link is not a port of the host's.
+		{"tcp dport 443 accept\n\tiifname \"omerta0\" ip daddr 10.88.0.1 tcp dport 8080 accept", []int{443}, false, false},
 	} {
 		ports, drop, flush := nftParse(tc.text)
 		if !cmp.Equal(ports, tc.ports) || drop != tc.drop || flush != tc.flush {
@@ -287,5 +291,61 @@ func TestSSHDIncludeFanOutIsBounded(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("sshdEffective did not stop within 10 s")
+	}
+}
+
+// TestNftAgentsGateway: the bridge's rules are there exactly when the
+// site enables the agents' network, and a ruleset that admits more from
+// the bridge (or the wrong port) fails the check.
+func TestNftAgentsGateway(t *testing.T) {
+	ctx := context.Background()
+	find := func(rs []Result) Result {
+		for _, r := range rs {
+			if r.ID == "nft.agents-gateway" {
+				return r
+			}
+		}
+		t.Fatal("no nft.agents-gateway result")
+		return Result{}
+	}
+	for _, enabled := range []bool{false, true} {
+		root := t.TempDir()
+		s := site(false)
+		s.Gateway.Enabled = enabled
+		opts := Options{Root: root, Profile: config.ProfileUser, Site: s}
+		if _, err := Apply(ctx, opts); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := Check(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := find(rs); r.Result != Pass {
+			t.Errorf("gateway %t: %s %q (expected %q)", enabled, r.Result, r.Actual, r.Expected)
+		}
+		if !enabled {
+			continue
+		}
+		file := filepath.Join(root, nftFile)
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tamper := range []struct{ old, new string }{
+			{"tcp dport 8080 accept", "tcp dport 22 accept"},
+			{"udp dport 53 accept", "udp dport 53 accept\n\t\tiifname \"omerta0\" accept"},
+		} {
+			bad := strings.Replace(string(data), tamper.old, tamper.new, 1)
+			if err := os.WriteFile(file, []byte(bad), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rs, err := Check(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r := find(rs); r.Result != Fail {
+				t.Errorf("tampered (%q): %s %q", tamper.new, r.Result, r.Actual)
+			}
+		}
 	}
 }

@@ -61,6 +61,9 @@ const (
 	DefaultGatewayBridge = "omerta0"
 	DefaultGatewaySubnet = "10.88.0.0/24"
 	DefaultGatewayPort   = 8080
+	// GatewayDNSPort is the agents' resolver's port on the bridge's
+	// address (UDP and TCP): what agents' resolv.conf can name.
+	GatewayDNSPort = 53
 )
 
 // Bounds of the gateway section.
@@ -107,7 +110,7 @@ func (g *Gateway) validate() error {
 	case p.Bits() < 16 || p.Bits() > 29:
 		return bad("gateway.subnet", g.Subnet, "must be a /16 to a /29")
 	}
-	if g.Port < 1 || g.Port > 65535 || g.Port == 53 {
+	if g.Port < 1 || g.Port > 65535 || g.Port == GatewayDNSPort {
 		return bad("gateway.port", fmt.Sprint(g.Port), "must be a TCP port from 1 to 65535 other than 53 (the agents' resolver)")
 	}
 	if err := tooMany("gateway.upstreams", len(g.Upstreams), maxGatewayUpstreams); err != nil {

@@ -77,6 +77,7 @@ func netpolicyConfig(gc config.Gateway) (netpolicy.Config, error) {
 	cfg := netpolicy.DefaultConfig()
 	cfg.Bridge, cfg.Subnet = gc.Bridge, gc.SubnetPrefix()
 	cfg.GatewayPorts = []uint16{uint16(gc.Port)}
+	cfg.DNSPort = config.GatewayDNSPort // what first boot's firewall admits
 	cfg.Upstreams = gc.Upstreams
 	if len(cfg.Upstreams) == 0 {
 		up, err := netpolicy.UpstreamsFromResolvConf("/etc/resolv.conf", cfg.Subnet)
