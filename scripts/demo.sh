@@ -37,21 +37,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 TOML
 
 # The demo's catalog: the shipped entries, and a gateway-mode client made
-# of the echo-model image, whose task (/agent ask) posts its input to the
-# model gateway.
+# of the echo-model image (scripts/gateway-client.yaml), whose task posts
+# its input to the model gateway.
 rm -rf "$demo/catalog"; mkdir -p "$demo/catalog"
-cp image/catalog/*.yaml "$demo/catalog/"
-cat >"$demo/catalog/gateway-client.yaml" <<'YAML'
-apiVersion: omertaos.dev/v1
-kind: Agent
-metadata: {id: gateway-client, name: Gateway client (demo), version: 0.1.0, category: Tools}
-spec:
-  image: {ref: omertaos.local/agents/echo-model:0.1.0}
-  command: ["/agent", "serve"]
-  resources: {cpu: 250m, memory: 64Mi, pids: 64}
-  network: {mode: gateway}
-  tasks: {command: ["/agent", "ask"], timeout: 60s, maxOutput: 1Mi}
-YAML
+cp image/catalog/*.yaml scripts/gateway-client.yaml "$demo/catalog/"
 
 cat >"$demo/omerta.yaml" <<YAML
 # Written by make demo: omertad with everything under $demo.

@@ -213,6 +213,9 @@ func (r *run) rebootAgents(ctx context.Context, sc string, s *sshClient, admin *
 	t, err := admin.RunTask(actx, sampleEntry, apitype.TaskCreate{Input: []byte(sampleTask)}, 2*time.Minute)
 	r.check(sc, "after the reboot: the sample agent answers a task", err == nil && t.State == apitype.TaskSucceeded,
 		"%v state %q", errOrNil(err), t.State)
+	if _, ok := before.agents[clientEntry]; ok {
+		r.gatewayCall(actx, sc, admin, "after the reboot: the agent still calls the echo model through the model gateway")
+	}
 }
 
 // rebootAudit: omertad verified the chain when it started again, over

@@ -71,6 +71,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 	r.mainVarGrown(sc, s)
 	r.mainAgents(ctx, sc, admin)
 	r.mainSandbox(ctx, sc, admin)
+	r.mainGateway(ctx, sc, admin)
 
 	// 3. the report: it verifies while the audit is still running, and
 	// again once omerta-lynis.service has sealed its result into it. The
