@@ -32,12 +32,17 @@ type agentRow struct {
 	Mark   uint32
 }
 
-// agentIDRe is the agents domain's id: a DNS label.
-var agentIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+// agentIDRe is what the network is keyed by: the agents domain's
+// container id (the agent's id, a DNS label of up to 63 characters, and
+// "-g" and its generation), as long as containerd lets an id be (76).
+// A DNS label's 63 refused every container of an agent whose id was over
+// 59 characters. Chain and set names ("agent-" and the id) stay far
+// inside nftables' 256.
+var agentIDRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,74}[a-z0-9])?$`)
 
 func checkAgentID(id string) error {
 	if !agentIDRe.MatchString(id) {
-		return invalid("agent_id", "%s is not a DNS label (a-z, 0-9 and '-', at most 63 characters)", quote(id))
+		return invalid("agent_id", "%s is not an agent's container id (a-z, 0-9 and '-', at most 76 characters)", quote(id))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -158,5 +159,38 @@ func TestStorePolicy(t *testing.T) {
 	}
 	if got, _ := m.Policy(ctx, "y"); !slices.Equal(got.CIDRs, []string{"192.0.2.0/24"}) {
 		t.Fatalf("stored policy %+v", got)
+	}
+}
+
+// TestCheckAgentID: every container id the agents domain makes (an id of
+// up to 63 characters, "-g" and a generation) is accepted; what is not an
+// id is refused, naming the field.
+func TestCheckAgentID(t *testing.T) {
+	long := strings.Repeat("a", 63)
+	for id, ok := range map[string]bool{
+		"sample-tool-g1":        true,
+		long + "-g1":            true,
+		long + "-g12345678901":  true,
+		long + "-g123456789012": false, // 77: over containerd's 76
+		"a":                     true,
+		"":                      false,
+		"-a":                    false,
+		"a-":                    false,
+		"Sample-g1":             false,
+		"a_b":                   false,
+		"a.b":                   false,
+		"a b":                   false,
+		"agent-\x1b[31m":        false,
+		strings.Repeat("a", 76): true,
+		strings.Repeat("a", 77): false,
+	} {
+		err := checkAgentID(id)
+		if (err == nil) != ok {
+			t.Errorf("checkAgentID(%q) = %v, want ok %t", id, err, ok)
+		}
+		var ie *InvalidError
+		if err != nil && (!errors.As(err, &ie) || len(ie.Problems) != 1 || ie.Problems[0].Field != "agent_id") {
+			t.Errorf("checkAgentID(%q): %v does not name agent_id", id, err)
+		}
 	}
 }

@@ -493,3 +493,14 @@ func TestDNSRefusesStrangers(t *testing.T) {
 		t.Fatalf("answer %v, want REFUSED", r)
 	}
 }
+
+// TestLongContainerID: the container of an agent with the longest id the
+// manifest allows gets its chain, sets and link in the kernel and
+// reaches the gateway (a DNS label's 63 characters refused it).
+func TestLongContainerID(t *testing.T) {
+	e := newTestEnv(t)
+	a := e.attach(strings.Repeat("a", 63)+"-g12345678901", Egress{})
+	if got := reach(t, a.ns, netip.AddrPortFrom(e.cfg.Gateway(), e.cfg.GatewayPorts[0])); got != "gateway" {
+		t.Fatalf("greeting %q", got)
+	}
+}
