@@ -15,9 +15,9 @@ import (
 // BuildLock computes the lock of the registry in dir from its
 // REGISTRY.yaml: one entry per catalog entry, with the file's SHA-256 and
 // size, named by its manifest (or, for a blob, by its file name without
-// extension). An image's OCI digest is kept from the current lock, if it
-// has one for the same path: it is not in the archive's SHA-256 and the
-// archive is not opened here. Any finding that fails (a file missing, a
+// extension). An image's OCI digest is the one manifest its archive's OCI
+// index.json names (archive.go); for an archive that is not an OCI layout
+// it is kept from the current lock, if that has one for the same path. Any finding that fails (a file missing, a
 // manifest invalid) is returned and no lock is built: a lock must not
 // vouch for a broken registry.
 func BuildLock(ctx context.Context, dir string, now time.Time, opts ...Option) (*Lock, []Finding, error) {
@@ -86,6 +86,13 @@ func buildEntry(ctx context.Context, d *dirFS, c CatalogEntry, old LockEntry, li
 		e.Name = strings.SplitN(path.Base(c.Path), ".", 2)[0]
 		if old.Kind == c.Kind {
 			e.Digest = old.Digest
+		}
+		if err == nil && c.Kind == KindImage {
+			var dg string
+			// The archive's own index decides over the old lock's word.
+			if dg, err = archiveDigest(ctx, d, c.Path, lim); dg != "" {
+				e.Digest = dg
+			}
 		}
 	}
 	if ctx.Err() != nil {

@@ -93,8 +93,8 @@ func newRegistryLockCmd() *cobra.Command {
 		Use:   "lock DIR",
 		Short: "Write registry.lock.json from REGISTRY.yaml (atomically)",
 		Long: `lock hashes every file REGISTRY.yaml lists and writes DIR/registry.lock.json
-(kind, name, path, sha256, size; an image's OCI digest is kept from the old
-lock). It refuses, naming each problem, when a file is missing or a manifest
+(kind, name, path, sha256, size; for an image, the OCI digest its archive's
+index.json names, else the old lock's). It refuses, naming each problem, when a file is missing or a manifest
 is invalid or carries a placeholder: a lock must not vouch for a broken
 registry. Sign the new lock with omerta registry sign.
 ` + registryExitHelp,
