@@ -13,7 +13,7 @@
 # Host packages the image build and the QEMU boot need. apt retries
 # transient download errors itself; the loop covers a busy dpkg lock and a
 # mirror that fails a whole run.
-IMAGE_HOST_PACKAGES := debian-archive-keyring python3 qemu-system-x86 ovmf mtools e2fsprogs zstd
+IMAGE_HOST_PACKAGES := debian-archive-keyring python3 qemu-system-x86 ovmf mtools e2fsprogs zstd minisign
 image-deps:
 	@missing=$$(for p in $(IMAGE_HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -171,15 +171,19 @@ func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client
 	logs, err := admin.AgentLogs(actx, sampleEntry, 100)
 	r.check(sc, "sample agent's logs are read through the console", err == nil && len(logs) > 0, "%v, %d bytes", errOrNil(err), len(logs))
 	recs, err := admin.Audit(actx, 0, 1000)
-	found := false
+	found, detail := false, ""
 	for _, rec := range recs {
 		// The deploy was made with the admin's API token: the actor is
 		// the token by name, with its role and the caller's address.
 		if rec.Action == "agents.deploy" && rec.Target == sampleEntry && strings.HasPrefix(rec.Actor, "token:"+e2eToken+" ") {
-			found = true
+			found, detail = true, string(rec.Detail)
 		}
 	}
 	r.check(sc, "the deploy is in the audit log under the API token that made it", err == nil && found, "%v, %d records", errOrNil(err), len(recs))
+	// The image's own registry vouches for the shipped image: admission
+	// saw it signed, so its decision carries no unsigned-image warning.
+	r.check(sc, "the shipped agent's image was admitted as signed by the image's registry", found && !strings.Contains(detail, "no verified signature"),
+		"decision %s", oneLine(detail))
 }
 
 // waitBundled waits for omertad to have imported the shipped image

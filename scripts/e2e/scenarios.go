@@ -69,6 +69,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 	}()
 	r.mainServices(sc, s)
 	r.mainVarGrown(sc, s)
+	r.mainRegistry(sc, s)
 	r.mainAgents(ctx, sc, admin)
 	r.mainSandbox(ctx, sc, admin)
 	r.mainGateway(ctx, sc, admin)
