@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -32,6 +33,15 @@ type Agents struct {
 	// TelemetryInterval is how often agents' metrics are read for the
 	// event stream and /metrics.
 	TelemetryInterval time.Duration `yaml:"telemetry_interval" json:"telemetry_interval"`
+	// Registries are the signed registry directories (REGISTRY.yaml,
+	// registry.lock.json and its .minisig at their top) searched, in
+	// order, for the signature of an agent's image at deploy. The image
+	// ships its own at /usr/share/omerta; an empty list consults none, so
+	// that every image is unsigned (refused by the enterprise profile).
+	Registries []string `yaml:"registries" json:"registries"`
+	// TrustDir holds the minisign public keys (*.pub) a registry's lock
+	// must be signed with. A directory that does not exist trusts no key.
+	TrustDir string `yaml:"trust_dir" json:"trust_dir"`
 }
 
 // Defaults of the agents section.
@@ -43,7 +53,16 @@ const (
 	DefaultAgentLogDir       = "/var/log/omerta/agents"
 	DefaultAgentRunDir       = "/run/omerta/runtime"
 	DefaultTelemetryInterval = 10 * time.Second
+	// DefaultRegistryDir is the registry the image ships, beside the
+	// catalog and the bundled archives.
+	DefaultRegistryDir = "/usr/share/omerta"
+	// DefaultTrustDir holds the minisign public keys registries are
+	// checked against on the appliance (registry.DefaultTrustDir).
+	DefaultTrustDir = "/etc/omerta/trust"
 )
+
+// MaxRegistries bounds agents.registries: each is read at every deploy.
+const MaxRegistries = 16
 
 // DefaultAgents is the agents section when no file sets it.
 func DefaultAgents() Agents {
@@ -55,6 +74,8 @@ func DefaultAgents() Agents {
 		LogDir:            DefaultAgentLogDir,
 		RunDir:            DefaultAgentRunDir,
 		TelemetryInterval: DefaultTelemetryInterval,
+		Registries:        []string{DefaultRegistryDir},
+		TrustDir:          DefaultTrustDir,
 	}
 }
 
@@ -86,6 +107,7 @@ func (a *Agents) validate() error {
 		{"agents.bundled_dir", a.BundledDir},
 		{"agents.log_dir", a.LogDir},
 		{"agents.run_dir", a.RunDir},
+		{"agents.trust_dir", a.TrustDir},
 	} {
 		if err := checkPath(p.field, p.path); err != nil {
 			return err
@@ -99,7 +121,35 @@ func (a *Agents) validate() error {
 	if a.TelemetryInterval < minTelemetryInterval || a.TelemetryInterval > maxTelemetryInterval {
 		return bad("agents.telemetry_interval", a.TelemetryInterval.String(), "must be between 1s and 10m")
 	}
+	return a.validateRegistries()
+}
+
+// validateRegistries accepts at most MaxRegistries clean absolute
+// directories, each listed once.
+func (a *Agents) validateRegistries() error {
+	if err := tooMany("agents.registries", len(a.Registries), MaxRegistries); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i, r := range a.Registries {
+		field := fmt.Sprintf("agents.registries[%d]", i)
+		if err := checkPath(field, r); err != nil {
+			return err
+		}
+		if seen[r] {
+			return bad(field, r, "is listed twice")
+		}
+		seen[r] = true
+	}
 	return nil
+}
+
+// normalised treats nil and empty lists alike.
+func (a Agents) normalised() Agents {
+	if len(a.Registries) == 0 {
+		a.Registries = nil
+	}
+	return a
 }
 
 // checkPath accepts a clean absolute path of at most 4096 bytes without

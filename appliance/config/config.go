@@ -265,6 +265,7 @@ func Parse(data []byte, name string, base Config) (Config, error) {
 	}
 	cfg.SSH.AuthorizedKeys = append([]string(nil), base.SSH.AuthorizedKeys...)
 	cfg.Time.Servers = append([]string(nil), base.Time.Servers...)
+	cfg.Agents.Registries = append([]string(nil), base.Agents.Registries...)
 	cfg.Gateway.Upstreams = append([]string(nil), base.Gateway.Upstreams...)
 	cfg.Gateway.Backends = append([]GatewayBackend(nil), base.Gateway.Backends...)
 	for i := range cfg.Gateway.Backends {
@@ -597,6 +598,7 @@ func (c Config) normalised() Config {
 	if len(c.Time.Servers) == 0 {
 		c.Time.Servers = nil
 	}
+	c.Agents = c.Agents.normalised()
 	c.Gateway = c.Gateway.normalised()
 	return c
 }

@@ -30,7 +30,8 @@ func TestLoadGood(t *testing.T) {
 	}
 	if cfg.Profile != ProfileEnterprise || cfg.Daemon.ShutdownTimeout != 20*time.Second ||
 		len(cfg.Network.Interfaces) != 2 || !cfg.Network.Interfaces[1].DHCP || cfg.Firstboot.LynisEnabled() ||
-		cfg.Probe.Interval != 30*time.Minute || cfg.Console.Port != 8443 {
+		cfg.Probe.Interval != 30*time.Minute || cfg.Console.Port != 8443 ||
+		len(cfg.Agents.Registries) != 2 || cfg.Agents.Registries[1] != "/var/lib/omerta/registries/acme" {
 		t.Errorf("full.yaml decoded to %+v", cfg)
 	}
 	empty, err := Load("testdata/good/empty.yaml")

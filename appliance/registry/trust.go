@@ -9,11 +9,13 @@ import (
 	"strings"
 
 	"aead.dev/minisign"
+
+	"github.com/omertaos/omertaos/appliance/config"
 )
 
 // DefaultTrustDir holds the minisign public keys registries are checked
-// against on the appliance.
-const DefaultTrustDir = "/etc/omerta/trust"
+// against on the appliance: the default of agents.trust_dir.
+const DefaultTrustDir = config.DefaultTrustDir
 
 // TrustSubject is the Subject of findings about the trust directory.
 const TrustSubject = "trust"
