@@ -55,8 +55,9 @@ const policyLoadTimeout = 30 * time.Second
 
 // wireAgents builds the agents domain: the containerd client and runtime,
 // the catalog, the policy service, the GPU service, the agents service
-// (its reconciler runs as a daemon service) admitted by both, the import
-// of the bundled images, and /metrics.
+// (its reconciler runs as a daemon service) admitted by both, with its
+// images' signatures verified against the signed registries
+// (daemon_registry.go), the import of the bundled images, and /metrics.
 //
 // Nothing here waits for containerd. The client dials lazily and gRPC
 // reconnects with backoff; while containerd does not answer, omertad
@@ -103,7 +104,8 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
 		agents.WithTelemetryInterval(a.TelemetryInterval),
 		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol),
-		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status), agents.WithNetwork(agentsNet.readyFunc()))
+		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status), agents.WithNetwork(agentsNet.readyFunc()),
+		agents.WithImageVerifier(newImageVerifier(d)))
 	if err != nil {
 		cc.Close()
 		return agentsWiring{}, fmt.Errorf("agents: %w", err)
