@@ -111,6 +111,30 @@ func (s *Service) imageSigner(ctx context.Context, img *manifest.Image) (string,
 	return signer, nil
 }
 
+// Recorder stores a decision made outside admission the way admission
+// stores its own (policy.Service.Record: the decision and, for a denial,
+// its audit record). An Admitter that is one records refusals of the
+// image's verification too.
+type Recorder interface {
+	Record(ctx context.Context, actor string, req policy.Request, d policy.Decision) (int64, error)
+}
+
+// recordRefusal records a verification's refusal of a deploy (a registry
+// that lists the image failed its checks), which stops the deploy before
+// admission, as a denied decision with its audit record, so that it is
+// seen where admission's own refusals are. Other errors pass unchanged.
+func (s *Service) recordRefusal(ctx context.Context, op policy.Op, id, tenant, actor string, cs checkedSpec, err error) error {
+	var de *policy.DeniedError
+	rec, ok := s.admitter.(Recorder)
+	if !ok || !errors.As(err, &de) {
+		return err
+	}
+	if _, rerr := rec.Record(ctx, actor, s.policyRequest(op, id, tenant, cs), de.Decision); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return err
+}
+
 // policyRequest is what admission judges of a checked spec: what the
 // manifest says (policy.RequestFor), the secret keys actually set and the
 // image's verified signer.

@@ -206,7 +206,7 @@ func (s *Service) Deploy(ctx context.Context, req DeployRequest) (Agent, error) 
 		return Agent{}, err
 	}
 	if cs.signer, err = s.imageSigner(ctx, cs.m.Spec.Image); err != nil {
-		return Agent{}, err
+		return Agent{}, s.recordRefusal(ctx, policy.OpDeploy, id, tenant, req.Actor, cs, err)
 	}
 	unlock := s.locks.lock(id)
 	defer s.poke()

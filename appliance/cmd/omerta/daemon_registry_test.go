@@ -318,6 +318,17 @@ func TestWireAgentsVerifiesImageSignatures(t *testing.T) {
 		t.Fatalf("an image listed by a tampered registry: %v", err)
 	}
 	t.Logf("refused: %v", err)
+	// Refused before admission, and recorded as admission records its own
+	// refusals: a denied decision and its audit record.
+	if rec := lastDecision("tampered"); rec.Decision.Allow || rec.Decision.Rule != registryRule || !strings.Contains(rec.Decision.Reason, "bad-signature") {
+		t.Errorf("recorded decision %+v; want denied by %s", rec.Decision, registryRule)
+	}
+	if recs, err = st.AuditLog(ctx, 0, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if r := recs[len(recs)-1]; r.Action != "policy.admission.denied" || r.Target != "agent/tampered" || !strings.Contains(string(r.Detail), registryRule) {
+		t.Errorf("newest audit record %s %s %s; want the registry's refusal of \"tampered\"", r.Action, r.Target, r.Detail)
+	}
 	if _, err := svc.Get(ctx, "tampered"); !errors.Is(err, agents.ErrNotFound) {
 		t.Errorf("the refused agent was recorded: %v", err)
 	}
