@@ -177,6 +177,11 @@ type AgentsDeps struct {
 	Service AgentService
 	Images  ImageService
 	Events  EventSource
+	// Archives, when set, verifies each image archive before POST
+	// /images/import imports it: a refusal is 403 with the reason, and
+	// the import must have the digest the vouching registry pins. Nil
+	// imports without asking (tests, tools).
+	Archives ArchiveVerifier
 	// Logs serves /agents/{id}/logs.
 	Logs LogSource
 	// Metrics serves /metrics (Prometheus text format).

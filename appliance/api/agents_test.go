@@ -65,6 +65,7 @@ type fakeImages struct {
 	*agents.FakeRuntime
 	mu     sync.Mutex
 	paths  []string
+	want   []string // the digest each import required ("" for none)
 	result []runtime.Image
 	err    error
 }
@@ -73,6 +74,7 @@ func (f *fakeImages) ImportArchive(_ context.Context, path string, opts ...runti
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.paths = append(f.paths, path)
+	f.want = append(f.want, runtime.ExpectedDigest(opts...))
 	return f.result, f.err
 }
 

@@ -21,6 +21,31 @@ type ImageService interface {
 	Pull(ctx context.Context, ref string, opts ...runtime.PullOption) (runtime.Image, error)
 }
 
+// ArchiveVerifier decides, before an import, whether the signed
+// registries vouch for an image archive (cmd/omerta's is the registry
+// package's Verifier). A refusal is an error: a *policy.DeniedError (the
+// API answers 403 with the reason), or another error the API maps by its
+// sentinel (a file that does not exist: 400). The ArchiveCheck may be
+// filled in on a refusal too, for the audit log.
+type ArchiveVerifier interface {
+	CheckArchive(ctx context.Context, path string) (ArchiveCheck, error)
+}
+
+// ArchiveCheck is what an ArchiveVerifier found about an archive it
+// allowed.
+type ArchiveCheck struct {
+	// Digest is the OCI digest the vouching registry pins for the archive
+	// ("" when none vouches): the import must have exactly it.
+	Digest string
+	// Signer is the key ID of the trusted key that signed the vouching
+	// registry; "" when none does (allowed unsigned by the profile).
+	Signer string
+	// Registry is the vouching registry's directory ("" when none).
+	Registry string
+	// Warnings are to be shown to the caller and audited.
+	Warnings []string
+}
+
 // maxImageImports bounds the imports under way at once: each holds a
 // connection and reads gigabytes.
 const maxImageImports = 2
@@ -67,20 +92,51 @@ func (s *Server) importImage(c *fiber.Ctx) error {
 	default:
 		return fiber.NewError(fiber.StatusServiceUnavailable, "too many image imports under way; try again when one is done")
 	}
+	// Verified first (inside the bound: it reads the whole archive), so
+	// that nothing a registry refuses reaches containerd.
+	var check *ArchiveCheck
+	if v := s.deps.Agents.Archives; v != nil {
+		ac, err := v.CheckArchive(c.UserContext(), req.Path)
+		check = &ac
+		if err == nil && ac.Digest != "" && req.Digest != "" && ac.Digest != req.Digest {
+			err = fiber.NewError(fiber.StatusConflict, "digest: the request asks for "+quoteValue(req.Digest)+
+				", but registry "+quoteValue(ac.Registry)+" pins "+quoteValue(ac.Digest)+" for this archive")
+		}
+		if err != nil {
+			if aerr := s.auditImport(c, req, nil, check, err); aerr != nil {
+				return aerr
+			}
+			return s.fail(c, err)
+		}
+		if ac.Digest != "" {
+			opts = append(opts, runtime.ExpectDigest(ac.Digest))
+		}
+	}
 	imgs, err := s.deps.Agents.Images.ImportArchive(c.UserContext(), req.Path, opts...)
-	if aerr := s.auditImport(c, req, imgs, err); aerr != nil {
+	if aerr := s.auditImport(c, req, imgs, check, err); aerr != nil {
 		return aerr
 	}
 	if err != nil {
 		return s.fail(c, err)
 	}
-	return c.Status(fiber.StatusCreated).JSON(apitype.ImageImported{Images: imageViews(imgs)})
+	out := apitype.ImageImported{Images: imageViews(imgs)}
+	if check != nil {
+		out.Signer, out.Warnings = terminal.Escape(check.Signer), escapeAll(check.Warnings)
+	}
+	return c.Status(fiber.StatusCreated).JSON(out)
 }
 
 // auditImport records an import and its outcome, refusals included: a
-// digest that does not match is the audit log's business.
-func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runtime.Image, err error) error {
+// digest that does not match, or an archive no trusted registry vouches
+// for, is the audit log's business. check is the verification's finding
+// (nil when imports are not verified): the signer ("" when unsigned),
+// the registry, the digest it pins and the warnings.
+func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runtime.Image, check *ArchiveCheck, err error) error {
 	detail := map[string]any{"path": req.Path, "expected_digest": req.Digest, "images": imageViews(imgs)}
+	if check != nil {
+		detail["signer"], detail["registry"] = terminal.Escape(check.Signer), terminal.Escape(check.Registry)
+		detail["pinned_digest"], detail["warnings"] = terminal.Escape(check.Digest), append([]string{}, escapeAll(check.Warnings)...)
+	}
 	action := "image.import"
 	if err != nil {
 		if codeOf(err) == fiber.StatusServiceUnavailable {
@@ -89,6 +145,18 @@ func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runti
 		action, detail["error"] = "image.import.refused", terminal.Escape(err.Error())
 	}
 	return s.deps.Store.Audit(c.UserContext(), store.AuditEntry{Actor: actor(c), Action: action, Target: req.Path, Detail: detail})
+}
+
+// escapeAll escapes each of ss for showing; nil for none.
+func escapeAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = terminal.Escape(s)
+	}
+	return out
 }
 
 // maxPullRef bounds a pull's reference (as the manifest's spec.image.ref).

@@ -115,8 +115,11 @@ var opDocs = map[string]opDoc{
 	"POST /api/v1/catalog": {summary: "Import a catalog document", tag: "catalog", request: apitype.CatalogImport{}, ok: 201, response: apitype.CatalogImported{}, errors: []int{409},
 		description: "Every agent of the document is added, or none."},
 	"GET /api/v1/images": {summary: "List images", tag: "images", response: apitype.ImageList{}},
-	"POST /api/v1/images/import": {summary: "Import an image archive from omertad's machine", tag: "images", request: apitype.ImageImport{}, ok: 201, response: apitype.ImageImported{}, errors: []int{409, 503},
-		description: "Root on the socket only: omertad opens the path it is given."},
+	"POST /api/v1/images/import": {summary: "Import an image archive from omertad's machine", tag: "images", request: apitype.ImageImport{}, ok: 201, response: apitype.ImageImported{}, errors: []int{403, 409, 503},
+		description: "Root on the socket only: omertad opens the path it is given. The archive is verified first against the signed registries: " +
+			"one that fails verification, or is unsigned on the enterprise profile, is refused with 403 and the reason (apitype.Denied); " +
+			"one a registry vouches for must have the digest that registry pins (409 when the request's digest differs). " +
+			"The answer names the signer's key ID and carries the verification's warnings (an unsigned archive allowed by the user or pro profile)."},
 	"POST /api/v1/images/pull": {summary: "Pull an image from its registry, pinned by digest", tag: "images", request: apitype.ImagePull{}, ok: 201, response: apitype.ImagePulled{}, errors: []int{404, 503, 504},
 		description: "omertad resolves the tag through containerd's resolver (HTTPS, or plain HTTP for a loopback registry); a digest given must match or nothing is kept."},
 	"GET /api/v1/agents": {summary: "List agents", tag: "agents", response: apitype.AgentList{}},

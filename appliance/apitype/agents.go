@@ -138,9 +138,16 @@ type ImageImport struct {
 	Name   string `json:"name,omitempty"`
 }
 
-// ImageImported is the answer to POST /api/v1/images/import (201).
+// ImageImported is the answer to POST /api/v1/images/import (201). When
+// omertad verifies imports against its signed registries, Signer is the
+// key ID of the trusted key whose registry vouches for the archive ("" when
+// none does and the profile allowed it unsigned) and Warnings are the
+// verification's warnings, to be shown (notably "not signed by a trusted
+// key; allowed by the user profile").
 type ImageImported struct {
-	Images []Image `json:"images"`
+	Images   []Image  `json:"images"`
+	Signer   string   `json:"signer,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ImagePull is the body of POST /api/v1/images/pull. Ref is a full

@@ -58,6 +58,16 @@ func ExpectDigest(d string) ImportOption { return func(o *importOpts) { o.digest
 // without a full reference in its index).
 func WithName(name string) ImportOption { return func(o *importOpts) { o.name = name } }
 
+// ExpectedDigest is the digest opts require of an import ("" for none),
+// for fakes of the Runtime that must honour it as ImportArchive does.
+func ExpectedDigest(opts ...ImportOption) string {
+	var o importOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o.digest
+}
+
 // entry is one image of an archive, resolved for this platform.
 type entry struct {
 	img      images.Image
