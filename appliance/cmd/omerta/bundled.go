@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/safeio"
 	"github.com/omertaos/omertaos/appliance/store"
 	"github.com/omertaos/omertaos/appliance/terminal"
@@ -28,6 +29,15 @@ import (
 // is imported with the index's digest as the one it must have; an archive
 // the index does not list is imported only when a NAME.digest file beside
 // it says what it must be, since nothing else could vouch for it.
+//
+// Before an archive is imported it is verified against the signed
+// registries, as an import through the API is (archiveVerifier): one the
+// verification refuses (a registry that fails its checks, or unsigned on
+// the enterprise profile) is not imported, and the refusal is logged and
+// audited with its reason; omertad starts all the same. One allowed with
+// warnings (unsigned on user or pro) is imported, and the warnings are
+// logged and audited with it. A registry that vouches for the archive pins
+// its OCI digest, which must be the one the index gives.
 
 const (
 	bundledIndex     = "index.json"
@@ -76,14 +86,15 @@ func (r runtimeImporter) Import(ctx context.Context, path, digest, name string) 
 type bundledImport struct {
 	dir   string
 	rt    archiveImporter
+	check api.ArchiveVerifier // nil: archives are not verified (tests)
 	st    *store.Store
 	log   *slog.Logger
 	retry time.Duration // first retry delay; doubled up to bundledMaxRetry
 	done  chan struct{} // closed when every archive was tried (tests)
 }
 
-func newBundledImport(dir string, rt archiveImporter, st *store.Store, log *slog.Logger) *bundledImport {
-	return &bundledImport{dir: dir, rt: rt, st: st, log: log, retry: bundledMinRetry, done: make(chan struct{})}
+func newBundledImport(dir string, rt archiveImporter, check api.ArchiveVerifier, st *store.Store, log *slog.Logger) *bundledImport {
+	return &bundledImport{dir: dir, rt: rt, check: check, st: st, log: log, retry: bundledMinRetry, done: make(chan struct{})}
 }
 
 func (b *bundledImport) Name() string { return bundledServiceID }
@@ -99,10 +110,10 @@ func (b *bundledImport) Run(ctx context.Context) error {
 		// A bad index must not stop omertad: the operator can still
 		// import images by hand. It is logged and audited.
 		b.log.Error("bundled agent images not imported", "err", terminal.Escape(err.Error()))
-		return b.audit(ctx, "image.import.refused", filepath.Join(b.dir, bundledIndex), nil, "", err)
+		return b.audit(ctx, "image.import.refused", filepath.Join(b.dir, bundledIndex), nil, "", nil, err)
 	}
 	for path, why := range refused {
-		if err := b.audit(ctx, "image.import.refused", path, nil, "", why); err != nil {
+		if err := b.audit(ctx, "image.import.refused", path, nil, "", nil, why); err != nil {
 			return err
 		}
 		b.log.Warn("bundled archive not imported", "path", path, "err", terminal.Escape(why.Error()))
@@ -117,27 +128,43 @@ func (b *bundledImport) Run(ctx context.Context) error {
 
 // importOne imports e, waiting for containerd as long as it takes. Only
 // a failing audit log is an error: omertad must not run unaudited.
+//
+// The archive is verified once, when containerd answers and does not
+// hold the image yet: an image already there is not read again (a deploy
+// of it is verified on its own).
 func (b *bundledImport) importOne(ctx context.Context, e bundledEntry) error {
 	path := filepath.Join(b.dir, e.Archive)
 	if err := checkSize(path, e.Size); err != nil {
 		b.log.Error("bundled agent image refused", "path", path, "err", terminal.Escape(err.Error()))
-		return b.audit(ctx, "image.import.refused", path, nil, e.Digest, err)
+		return b.audit(ctx, "image.import.refused", path, nil, e.Digest, nil, err)
 	}
+	var check *api.ArchiveCheck
 	delay := b.retry
 	for {
 		imgs, err := b.present(ctx, e)
 		if err == nil && imgs == nil {
+			if check == nil && b.check != nil {
+				ac, err := b.verify(ctx, path, e)
+				if ctx.Err() != nil {
+					return nil // stopping: neither imported nor refused
+				}
+				check = &ac
+				if err != nil {
+					b.log.Error("bundled agent image refused", "path", path, "err", terminal.Escape(err.Error()))
+					return b.audit(ctx, "image.import.refused", path, nil, e.Digest, check, err)
+				}
+			}
 			imgs, err = b.rt.Import(ctx, path, e.Digest, e.Ref)
 			if err == nil {
-				b.log.Info("imported bundled agent image", "ref", e.Ref, "digest", e.Digest)
-				return b.audit(ctx, "image.import", path, imgs, e.Digest, nil)
+				b.log.Info("imported bundled agent image", "ref", e.Ref, "digest", e.Digest, "signer", signerOf(check))
+				return b.audit(ctx, "image.import", path, imgs, e.Digest, check, nil)
 			}
 		} else if err == nil {
 			return nil // already there with its digest
 		}
 		if !errors.Is(err, runtime.ErrUnavailable) {
 			b.log.Error("bundled agent image refused", "path", path, "err", terminal.Escape(err.Error()))
-			return b.audit(ctx, "image.import.refused", path, nil, e.Digest, err)
+			return b.audit(ctx, "image.import.refused", path, nil, e.Digest, check, err)
 		}
 		b.log.Info("containerd is not answering; will import bundled images when it does", "retry_in", delay)
 		select {
@@ -147,6 +174,29 @@ func (b *bundledImport) importOne(ctx context.Context, e bundledEntry) error {
 		}
 		delay = min(2*delay, bundledMaxRetry)
 	}
+}
+
+// verify asks the registries about the archive at path: refused, or
+// vouched for by a registry that pins another digest than the index's,
+// is an error. The warnings of an allowed archive are logged here.
+func (b *bundledImport) verify(ctx context.Context, path string, e bundledEntry) (api.ArchiveCheck, error) {
+	ac, err := b.check.CheckArchive(ctx, path)
+	if err == nil && ac.Digest != "" && ac.Digest != e.Digest {
+		err = fmt.Errorf("registry %s pins %s for %s; %s says %s", strconv.Quote(ac.Registry), ac.Digest, strconv.Quote(path), bundledIndex, e.Digest)
+	}
+	if err == nil {
+		for _, w := range ac.Warnings {
+			b.log.Warn("bundled agent image allowed with a warning", "path", path, "warning", terminal.Escape(w))
+		}
+	}
+	return ac, err
+}
+
+func signerOf(c *api.ArchiveCheck) string {
+	if c == nil {
+		return ""
+	}
+	return c.Signer
 }
 
 // checkSize refuses an archive of another size than the index gives (0:
@@ -181,8 +231,19 @@ func (b *bundledImport) present(ctx context.Context, e bundledEntry) ([]runtime.
 	return nil, nil
 }
 
-func (b *bundledImport) audit(ctx context.Context, action, path string, imgs []runtime.Image, digest string, err error) error {
+// audit records an import or its refusal; check is the verification's
+// finding (nil when there was none): the signer ("" when unsigned), the
+// registry, the digest it pins and the warnings.
+func (b *bundledImport) audit(ctx context.Context, action, path string, imgs []runtime.Image, digest string, check *api.ArchiveCheck, err error) error {
 	detail := map[string]any{"path": path, "bundled": true, "expected_digest": digest}
+	if check != nil {
+		warnings := make([]string, 0, len(check.Warnings))
+		for _, w := range check.Warnings {
+			warnings = append(warnings, terminal.Escape(w))
+		}
+		detail["signer"], detail["registry"] = terminal.Escape(check.Signer), terminal.Escape(check.Registry)
+		detail["pinned_digest"], detail["warnings"] = terminal.Escape(check.Digest), warnings
+	}
 	names := make([]map[string]string, 0, len(imgs))
 	for _, i := range imgs {
 		names = append(names, map[string]string{"name": i.Name, "digest": i.Digest, "manifest": i.Manifest})

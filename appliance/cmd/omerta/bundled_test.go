@@ -74,7 +74,7 @@ func testStore(t *testing.T) *store.Store {
 
 func runBundled(t *testing.T, dir string, rt archiveImporter, st *store.Store) []store.AuditRecord {
 	t.Helper()
-	b := newBundledImport(dir, rt, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := newBundledImport(dir, rt, nil, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.retry = time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -171,7 +171,7 @@ func TestBundledRefusals(t *testing.T) {
 // is not held up by the retry loop.
 func TestBundledStopsWhileWaiting(t *testing.T) {
 	dir := writeBundle(t, map[string]bundledEntry{"t": {Ref: "r:1", Digest: digestOf('a'), Archive: "t.oci.tar"}}, "t.oci.tar")
-	b := newBundledImport(dir, &fakeImporter{down: 1 << 30}, testStore(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b := newBundledImport(dir, &fakeImporter{down: 1 << 30}, nil, testStore(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	b.retry = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)

@@ -63,7 +63,7 @@ of an archive that names none. Each import is recorded in the audit log.`,
 			if f.json {
 				return printJSON(cmd.OutOrStdout(), out)
 			}
-			return printImages(cmd, out.Images)
+			return printImported(cmd, out)
 		},
 	}
 	// omertad opens the path itself, as root on the socket: there is no
@@ -140,6 +140,19 @@ func newImageListCmd() *cobra.Command {
 	}
 	f.add(cmd, true)
 	return cmd
+}
+
+// printImported prints an import's images, and on stderr who signed the
+// registry that vouches for the archive and the verification's warnings
+// (an unsigned archive allowed by the profile).
+func printImported(cmd *cobra.Command, out apitype.ImageImported) error {
+	if out.Signer != "" {
+		fmt.Fprintf(cmd.ErrOrStderr(), "omerta: verified: a registry signed with trusted key %s vouches for the archive\n", terminal.Escape(out.Signer))
+	}
+	for _, w := range out.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "omerta: warning: %s\n", terminal.Escape(w))
+	}
+	return printImages(cmd, out.Images)
 }
 
 func printImages(cmd *cobra.Command, imgs []apitype.Image) error {

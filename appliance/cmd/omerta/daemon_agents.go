@@ -57,7 +57,8 @@ const policyLoadTimeout = 30 * time.Second
 // the catalog, the policy service, the GPU service, the agents service
 // (its reconciler runs as a daemon service) admitted by both, with its
 // images' signatures verified against the signed registries
-// (daemon_registry.go), the import of the bundled images, and /metrics.
+// (daemon_registry.go), the import of the bundled images, verified
+// against the same registries as the API's imports, and /metrics.
 //
 // Nothing here waits for containerd. The client dials lazily and gRPC
 // reconnects with backoff; while containerd does not answer, omertad
@@ -100,12 +101,16 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 		cc.Close()
 		return agentsWiring{}, err
 	}
+	// One Verifier for the deploys (the agents service's ImageVerifier)
+	// and the imports (the API's and the bundled ones).
+	verifier := newRegistryVerifier(d)
+	archives := archiveVerifier{verifier}
 	svc, err = agents.New(d.Store, rt, agents.WithLogger(d.Logger), agents.WithClock(d.Now),
 		agents.WithStateDir(filepath.Join(d.Config.Daemon.StateDir, agentsDir)), agents.WithProfile(d.Config.Profile),
 		agents.WithTelemetryInterval(a.TelemetryInterval),
 		agents.WithAdmitter(pol), agents.WithTaskLimiter(pol.NewTaskLimiter()), agents.WithCompliance(pol),
 		agents.WithGPUs(gpus.Allocator(), gpus.Ready(), gpus.Status), agents.WithNetwork(agentsNet.readyFunc()),
-		agents.WithImageVerifier(newImageVerifier(d)))
+		agents.WithImageVerifier(imageVerifier{verifier}))
 	if err != nil {
 		cc.Close()
 		return agentsWiring{}, fmt.Errorf("agents: %w", err)
@@ -118,10 +123,10 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	reg.MustRegister(agentsNet.collectors()...)
 	// The GPU service before the agents service, whose reconciler waits
 	// for its first refresh.
-	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, d.Store, d.Logger), gpus, svc}
+	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, archives, d.Store, d.Logger), gpus, svc}
 	services = append(services, netServices...)
 	return agentsWiring{services: services, policy: pol, gpu: gpus, ui: agentsNet.agentUI(), api: api.AgentsDeps{
-		Catalog: cat, Service: svc, Images: rt, Events: svc.Bus(), Logs: svc,
+		Catalog: cat, Service: svc, Images: rt, Archives: archives, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}}, nil
 }

@@ -80,16 +80,32 @@ func signedRegistry(t *testing.T, data []byte, digest string) string {
 // registry's lock, leaving its signature as it was.
 func tamperLock(t *testing.T, dir string) {
 	t.Helper()
+	tamperLockField(t, dir, `"sha256": "`)
+}
+
+// tamperLockDigest changes one hex digit of the first entry's OCI digest
+// in the registry's lock, leaving its signature as it was: the entry
+// still names the archive's sha256, so the archive is still listed, by a
+// lock whose signature no longer verifies.
+func tamperLockDigest(t *testing.T, dir string) {
+	t.Helper()
+	tamperLockField(t, dir, `"digest": "sha256:`)
+}
+
+// tamperLockField changes the hex digit after the first prefix in the
+// registry's lock.
+func tamperLockField(t *testing.T, dir, prefix string) {
+	t.Helper()
 	p := filepath.Join(dir, registry.LockFile)
 	data, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := bytes.Index(data, []byte(`"sha256": "`))
+	i := bytes.Index(data, []byte(prefix))
 	if i < 0 {
-		t.Fatalf("no sha256 in the lock:\n%s", data)
+		t.Fatalf("no %s in the lock:\n%s", prefix, data)
 	}
-	i += len(`"sha256": "`)
+	i += len(prefix)
 	if data[i] == '0' {
 		data[i] = '1'
 	} else {
@@ -127,7 +143,7 @@ func TestImageVerifierFromConfig(t *testing.T) {
 		trust := registryTrust(t)
 		os.WriteFile(filepath.Join(trust, "bad.pub"), []byte("not a key\n"), 0o644)
 		d, log := verifierDeps(t, config.ProfileEnterprise, trust, missing, reg)
-		v := newImageVerifier(d)
+		v := imageVerifier{newRegistryVerifier(d)}
 		if id, err := v.ImageSigner(ctx, "omerta.test/echo:1", digest); err != nil || id != registryTestKeyID {
 			t.Fatalf("ImageSigner = %q, %v; want the test key", id, err)
 		}
@@ -146,7 +162,7 @@ func TestImageVerifierFromConfig(t *testing.T) {
 	})
 	t.Run("trust directory missing", func(t *testing.T) {
 		d, log := verifierDeps(t, config.ProfileEnterprise, missing, reg)
-		v := newImageVerifier(d)
+		v := imageVerifier{newRegistryVerifier(d)}
 		if id, err := v.ImageSigner(ctx, "omerta.test/echo:1", digest); err != nil || id != "" {
 			t.Fatalf("no trusted key: %q, %v; want unsigned, for admission to decide", id, err)
 		}
@@ -160,7 +176,7 @@ func TestImageVerifierFromConfig(t *testing.T) {
 		file := filepath.Join(t.TempDir(), "trust")
 		os.WriteFile(file, []byte("a file, not a directory"), 0o644)
 		d, log := verifierDeps(t, config.ProfileUser, file, reg)
-		v := newImageVerifier(d)
+		v := imageVerifier{newRegistryVerifier(d)}
 		if id, err := v.ImageSigner(ctx, "omerta.test/echo:1", digest); err != nil || id != "" {
 			t.Fatalf("unreadable trust: %q, %v; want unsigned", id, err)
 		}
@@ -172,7 +188,7 @@ func TestImageVerifierFromConfig(t *testing.T) {
 		tampered := signedRegistry(t, []byte("an image archive"), digest)
 		tamperLock(t, tampered)
 		d, _ := verifierDeps(t, config.ProfileUser, registryTrust(t), tampered)
-		id, err := newImageVerifier(d).ImageSigner(ctx, "omerta.test/echo:1", digest)
+		id, err := imageVerifier{newRegistryVerifier(d)}.ImageSigner(ctx, "omerta.test/echo:1", digest)
 		var de *policy.DeniedError
 		if id != "" || !errors.Is(err, registry.ErrDenied) || !errors.Is(err, policy.ErrDenied) || !errors.As(err, &de) ||
 			de.Decision.Rule != registryRule || !strings.Contains(de.Decision.Reason, "bad-signature") ||
