@@ -311,6 +311,47 @@ async function seesStopped(page, what) {
   }
 }
 
+// setHidden makes the page hidden or shown, as a tab behind another (or
+// a minimised window) is: headless Chromium shows every page, so the page
+// is told, the way the browser tells it.
+async function setHidden(page, hidden) {
+  await page.evaluate((h) => {
+    Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+    Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+    document.dispatchEvent(new Event('visibilitychange'));
+  }, hidden);
+}
+
+// hiddenPages: agent pages left open behind others give their streams
+// back. Three agent pages hold two streams each, the six connections
+// Chromium opens to a host over HTTP/1.1: the page opened in front of
+// them loads and goes live only because the hidden ones closed theirs,
+// and a hidden page shown again is live again.
+async function hiddenPages(ctx, page) {
+  await go(page, sc.url + '/audit'); // a page without a stream
+  const behind = [];
+  for (let i = 0; i < 3; i++) {
+    const p = watch(await ctx.newPage());
+    await go(p, sc.url + '/agents/sample-tool');
+    await p.locator('#logs-status', { hasText: 'Following the log live.' }).waitFor();
+    behind.push(p);
+  }
+  for (const p of behind) await setHidden(p, true);
+  for (const p of behind) await p.locator('#live-status', { hasText: 'paused while this page is hidden' }).waitFor({ timeout: SLOW });
+  const front = watch(await ctx.newPage());
+  current = front;
+  await go(front, sc.url + '/agents/sample-tool');
+  await front.locator('#logs-status', { hasText: 'Following the log live.' }).waitFor();
+  await front.locator('#live-status', { hasText: 'Live.' }).waitFor();
+  current = behind[0];
+  await setHidden(behind[0], false);
+  await behind[0].locator('#logs-status', { hasText: 'Following the log live.' }).waitFor();
+  await behind[0].locator('#live-status', { hasText: 'Live.' }).waitFor();
+  await shot(behind[0], 'agent-shown-again');
+  current = page;
+  for (const p of [front, ...behind]) await p.close();
+}
+
 // holdStream opens the agent's page with its streams (events and log)
 // held back until the returned function is called; held, they take none
 // of the host's connections. (Unrouting would answer a held request
@@ -513,6 +554,7 @@ async function main() {
     await step('catalog: list, search, generated form', () => catalog(page));
     await step('deploy sample-tool through the form; running live', () => deploy(page));
     await step('agents list', () => agentsList(page));
+    await step('hidden pages give their streams back; the page in front is live', () => hiddenPages(ctx, page));
     const logsPage = watch(await ctx.newPage());
     await step('agent page: its log streams', async () => { current = logsPage; await followLogs(logsPage); current = page; });
     await step('run a task, see its result', () => task(page));

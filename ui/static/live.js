@@ -291,7 +291,7 @@
   var es = null;
   var esRetry = new Retry(2000);
   function subscribe() {
-    if (!types || typeof EventSource === 'undefined') return;
+    if (paused || !types || typeof EventSource === 'undefined') return;
     var q = '?types=' + encodeURIComponent(types);
     if ((mode === 'agent') && liveID) q += '&agent=' + encodeURIComponent(liveID);
     if (mode === 'task' && liveID) q += '&task=' + encodeURIComponent(liveID);
@@ -328,11 +328,12 @@
   // --- an agent's log ------------------------------------------------------
   var MAXLOG = 200000;
   var logRetry = new Retry(2000);
+  var ls = null, logEnded = false;
   function followLogs() {
     var pre = document.getElementById('logs');
-    if (!pre || !liveID || typeof EventSource === 'undefined') return;
+    if (paused || logEnded || !pre || !liveID || typeof EventSource === 'undefined') return;
     var logStatus = document.getElementById('logs-status');
-    var ls = new EventSource('/api/v1/agents/' + encodeURIComponent(liveID) + '/logs?follow=true&tail=100');
+    ls = new EventSource('/api/v1/agents/' + encodeURIComponent(liveID) + '/logs?follow=true&tail=100');
     var fresh = true;
     ls.onopen = function () { logRetry.reset(); if (logStatus) logStatus.textContent = 'Following the log live.'; };
     ls.onerror = function () {
@@ -353,9 +354,42 @@
     });
     ls.addEventListener('log.end', function () {
       ls.close();
+      logEnded = true;
       if (logStatus) logStatus.textContent = 'This log ended (the agent was recreated or stopped). Reload to follow the current one.';
     });
   }
+
+  // --- a hidden page holds no stream ----------------------------------------
+  // A browser opens at most six HTTP/1.1 connections to the console and
+  // each stream holds one while it runs: an agent's page holds two, so a
+  // few such tabs left open behind others took every connection, and the
+  // page in front waited for ever for its own. A page hidden for HIDDEN_MS
+  // (another tab in front, a minimised window) closes its streams; shown
+  // again, it opens them and catches up (the event stream's open asks for
+  // the current states, the log starts again from its tail).
+  var HIDDEN_MS = 5000;
+  var paused = false, hideTimer = null;
+  function pause() {
+    hideTimer = null;
+    paused = true;
+    if (es) { es.close(); es = null; }
+    if (ls) { ls.close(); ls = null; }
+    say('Live updates paused while this page is hidden.');
+    var logStatus = document.getElementById('logs-status');
+    if (logStatus && !logEnded) logStatus.textContent = 'Log paused while this page is hidden.';
+  }
+  document.addEventListener('visibilitychange', function () {
+    if (document.visibilityState === 'hidden') {
+      if (!hideTimer && !paused) hideTimer = setTimeout(pause, HIDDEN_MS);
+      return;
+    }
+    if (hideTimer) { clearTimeout(hideTimer); hideTimer = null; }
+    if (!paused) return;
+    paused = false;
+    esRetry.reset(); logRetry.reset();
+    subscribe();
+    if (mode === 'agent') followLogs();
+  });
 
   document.addEventListener('DOMContentLoaded', function () {
     subscribe();
