@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -96,19 +95,8 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	os.Mkdir(catDir, 0o755)
 	os.WriteFile(filepath.Join(catDir, "tool.yaml"), []byte(cliToolEntry), 0o644)
 	images := &importRecorder{FakeRuntime: rt}
-	srv := api.New(api.Deps{Store: st, Agents: api.AgentsDeps{Catalog: catalog.NewService(st, catDir), Service: svc, Images: images,
+	sock := serveAPI(t, dir, api.Deps{Store: st, Agents: api.AgentsDeps{Catalog: catalog.NewService(st, catDir), Service: svc, Images: images,
 		Events: svc.Bus(), Logs: svc}})
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
 	return &cliEnv{sock: sock, st: st, rt: rt, images: images}
 }
 

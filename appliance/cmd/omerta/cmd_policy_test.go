@@ -5,12 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/apitype"
@@ -50,18 +48,7 @@ func newPolicyCLIEnv(t *testing.T) *cliEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Deps{Store: st, Policy: pol})
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	sock := serveAPI(t, dir, api.Deps{Store: st, Policy: pol})
 	return &cliEnv{sock: sock, st: st}
 }
 

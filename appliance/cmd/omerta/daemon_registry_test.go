@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -362,18 +361,7 @@ func serveAgentsAPI(t *testing.T, st *store.Store, deps api.AgentsDeps) *apiclie
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv := api.New(api.Deps{Store: st, Agents: deps})
-	sock := filepath.Join(dir, "api.sock")
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
+	sock := serveAPI(t, dir, api.Deps{Store: st, Agents: deps})
 	c := apiclient.New(sock, apiclient.WithTimeout(30*time.Second))
 	t.Cleanup(func() { c.Close() })
 	return c
