@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/agents/runtime"
+	"github.com/omertaos/omertaos/appliance/api"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -74,7 +75,14 @@ func testStore(t *testing.T) *store.Store {
 
 func runBundled(t *testing.T, dir string, rt archiveImporter, st *store.Store) []store.AuditRecord {
 	t.Helper()
-	b := newBundledImport(dir, rt, nil, st, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return runBundledWith(t, dir, rt, nil, st, io.Discard)
+}
+
+// runBundledWith runs the bundled import of dir once, with verifier v
+// (nil: none) and omertad's log written to log, and returns the audit log.
+func runBundledWith(t *testing.T, dir string, rt archiveImporter, v api.ArchiveVerifier, st *store.Store, log io.Writer) []store.AuditRecord {
+	t.Helper()
+	b := newBundledImport(dir, rt, v, st, slog.New(slog.NewTextHandler(log, nil)))
 	b.retry = time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

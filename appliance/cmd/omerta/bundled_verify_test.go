@@ -74,18 +74,7 @@ func runVerifiedBundled(t *testing.T, p config.Profile, dir string, rt archiveIm
 	d, _ := verifierDeps(t, p, registryTrust(t), regs...)
 	v := &countingVerifier{ArchiveVerifier: archiveVerifier{newRegistryVerifier(d)}}
 	var log bytes.Buffer
-	st := testStore(t)
-	b := newBundledImport(dir, rt, v, st, slog.New(slog.NewTextHandler(&log, nil)))
-	b.retry = time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	recs, err := st.AuditLog(context.Background(), 0, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs := runBundledWith(t, dir, rt, v, testStore(t), &log)
 	return recs, v, log.String()
 }
 
