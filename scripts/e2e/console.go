@@ -38,19 +38,7 @@ func (r *run) mainConsole(ctx context.Context, sc string, v *vm, b banner) *apic
 	if !r.check(sc, "console client pinned to the printed fingerprint", err == nil, "%v", errOrNil(err)) {
 		return nil
 	}
-	// The console is socket-activated and forwards to omertad, which may
-	// still be starting: ask until both answer.
-	var st apitype.SetupState
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		st, err = c.SetupState(cctx)
-		cancel()
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(time.Second)
-	}
+	st, err := waitConsole(ctx, c)
 	if !r.check(sc, "console answers on HTTPS with the printed certificate", err == nil, "%v", errOrNil(err)) {
 		return nil
 	}
@@ -58,6 +46,27 @@ func (r *run) mainConsole(ctx context.Context, sc string, v *vm, b banner) *apic
 	r.check(sc, "setup is open before the token is used", !st.Done, "done %v", st.Done)
 	r.consolePinRefused(ctx, sc, v)
 	return r.consoleSetup(ctx, sc, v, b)
+}
+
+// waitConsole asks the console for its setup state until it answers, for
+// up to 3 minutes: the console is socket-activated and forwards to omertad,
+// which may still be starting. Console ready is the moment this returns
+// without an error (the e2e's figure and make e2e-bench's).
+func waitConsole(ctx context.Context, c *apiclient.Client) (apitype.SetupState, error) {
+	var (
+		st  apitype.SetupState
+		err error
+	)
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		st, err = c.SetupState(cctx)
+		cancel()
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return st, err
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // consolePinRefused: a client pinned to another certificate must not get

@@ -21,6 +21,10 @@ var (
 	reportInVar = strings.TrimPrefix(firstboot.ReportPath, "/var")
 )
 
+// The main scenario's site configuration: profile, host name, and SSH
+// with a throwaway key (make e2e-bench boots the image with the same).
+const mainProfile, mainHostname = "pro", "omerta-e2e"
+
 // mainScenario: steps 1 to 5 on an image with a site configuration that
 // enables SSH with a throwaway key.
 func (r *run) mainScenario(ctx context.Context) error {
@@ -29,7 +33,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	const profile, hostname = "pro", "omerta-e2e"
+	const profile, hostname = mainProfile, mainHostname
 	site := siteConfig(profile, hostname, pub, nil)
 	disk, err := r.prepareDisk(sc, map[string][]byte{"/omerta.yaml": site})
 	if err != nil {

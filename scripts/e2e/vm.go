@@ -89,6 +89,17 @@ func boot(top, name, disk, logPath string) (*vm, error) {
 	return v, nil
 }
 
+// cleanLine is a serial console line as the test matches it: without its
+// line ending, only the last state of a line that a progress spinner
+// redraws with \r, and without terminal escape sequences.
+func cleanLine(s string) string {
+	s = strings.TrimRight(s, "\r\n")
+	if i := strings.LastIndex(s, "\r"); i >= 0 {
+		s = s[i+1:]
+	}
+	return ansi.ReplaceAllString(s, "")
+}
+
 func (v *vm) read(r io.Reader, log *os.File) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
@@ -99,12 +110,7 @@ func (v *vm) read(r io.Reader, log *os.File) {
 			if !strings.HasSuffix(s, "\n") {
 				fmt.Fprintln(log)
 			}
-			// Progress spinners redraw a line with \r; keep its last state.
-			s = strings.TrimRight(s, "\r\n")
-			if i := strings.LastIndex(s, "\r"); i >= 0 {
-				s = s[i+1:]
-			}
-			s = ansi.ReplaceAllString(s, "")
+			s = cleanLine(s)
 			v.mu.Lock()
 			v.lines = append(v.lines, line{At: at, Text: s})
 			v.cond.Broadcast()
