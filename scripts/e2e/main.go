@@ -25,6 +25,10 @@
 //
 // Scenarios 6 and 7 boot while the main scenario's Lynis audit runs.
 // It prints the figures and writes them, with every check, to -out.
+//
+// With -bench it runs no checks: it measures the image's power-on to
+// console ready against a plain image's multi-user.target instead
+// (make e2e-bench; see bench.go).
 package main
 
 import (
@@ -55,6 +59,7 @@ type options struct {
 	auditTimeout                  time.Duration
 	skipPowerLoss, skipBadConfig  bool
 	keep                          bool
+	bench                         benchOptions
 }
 
 // check is one pass/fail item of the run.
@@ -161,7 +166,11 @@ func mainErr() error {
 	flag.BoolVar(&o.skipPowerLoss, "skip-power-loss", false, "skip scenario 6 (power loss)")
 	flag.BoolVar(&o.skipBadConfig, "skip-bad-config", false, "skip scenario 7 (bad site configuration)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the disk copies")
+	benchFlags(&o)
 	flag.Parse()
+	if o.bench.on {
+		return runBench(o)
+	}
 
 	start := time.Now()
 	r := &run{opts: o, audit: make(chan struct{})}
