@@ -251,7 +251,6 @@ func (b *bench) describeHost() {
 }
 
 // bootPlain boots a fresh copy of the plain image until multi-user.target.
-// (res is named: the deferred stop fills in what the boot's end shows.)
 func (b *bench) bootPlain(ctx context.Context, round int) (res benchBoot) {
 	name := fmt.Sprintf("plain-%d", round)
 	disk := filepath.Join(b.r.opts.work, name+".raw")
@@ -264,25 +263,18 @@ func (b *bench) bootPlain(ctx context.Context, round int) (res benchBoot) {
 	defer b.r.cleanupDisk(disk)
 	// The same disk as the OMERTAOS boot gets; the plain image has no
 	// repart.d of its own, so nothing grows into it.
-	if err := growDisk(disk, varGrowth); err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	v, err := b.start(&res, name, disk)
+	err := b.run(ctx, &res, name, disk, func(bctx context.Context, v *vm) error {
+		_, l, err := v.waitLine(bctx, 0, reMultiUser)
+		if err != nil {
+			return err
+		}
+		res.Seconds, res.MultiUserSeconds = l.At.Seconds(), l.At.Seconds()
+		fmt.Printf("e2e-bench: round %d plain: [%6.1fs] %s\n", round, l.At.Seconds(), strings.TrimSpace(l.Text))
+		return nil
+	})
 	if err != nil {
 		res.Error = err.Error()
-		return res
 	}
-	defer b.stop(&res, v)
-	bctx, cancel := context.WithTimeout(ctx, b.r.opts.bench.bootTimeout)
-	defer cancel()
-	_, l, err := v.waitLine(bctx, 0, reMultiUser)
-	if err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	res.Seconds, res.MultiUserSeconds = l.At.Seconds(), l.At.Seconds()
-	fmt.Printf("e2e-bench: round %d plain: [%6.1fs] %s\n", round, l.At.Seconds(), strings.TrimSpace(l.Text))
 	return res
 }
 
@@ -302,35 +294,44 @@ func (b *bench) bootOmertaos(ctx context.Context, round int) (res benchBoot) {
 		return res
 	}
 	defer b.r.cleanupDisk(disk)
-	if err := growDisk(disk, varGrowth); err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	v, err := b.start(&res, name, disk)
+	err = b.run(ctx, &res, name, disk, func(bctx context.Context, v *vm) error {
+		bn, _, err := b.r.waitFirstboot(bctx, name, v, 0)
+		if err != nil {
+			return fmt.Errorf("first boot: %w", err)
+		}
+		res.FirstbootStartSecs, res.FirstbootDoneSeconds = bn.StartAt.Seconds(), bn.DoneAt.Seconds()
+		c, err := apiclient.NewRemote(consoleURL(v), apiclient.WithFingerprint(bn.TLS))
+		if err == nil {
+			_, err = waitConsole(bctx, c)
+		}
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		res.Seconds = time.Since(v.start).Seconds()
+		fmt.Printf("e2e-bench: round %d omertaos: console ready at %.1f s (first boot %.1f to %.1f s)\n", round, res.Seconds, res.FirstbootStartSecs, res.FirstbootDoneSeconds)
+		return nil
+	})
 	if err != nil {
 		res.Error = err.Error()
-		return res
 	}
-	defer b.stop(&res, v)
+	return res
+}
+
+// run grows disk as every boot's is grown, boots it as name and waits,
+// bounded by the boot timeout, for what wait waits for; the guest is
+// killed after, its milestones kept in res.
+func (b *bench) run(ctx context.Context, res *benchBoot, name, disk string, wait func(context.Context, *vm) error) error {
+	if err := growDisk(disk, varGrowth); err != nil {
+		return err
+	}
+	v, err := b.start(res, name, disk)
+	if err != nil {
+		return err
+	}
+	defer b.stop(res, v)
 	bctx, cancel := context.WithTimeout(ctx, b.r.opts.bench.bootTimeout)
 	defer cancel()
-	bn, _, err := b.r.waitFirstboot(bctx, name, v, 0)
-	if err != nil {
-		res.Error = fmt.Sprintf("first boot: %v", err)
-		return res
-	}
-	res.FirstbootStartSecs, res.FirstbootDoneSeconds = bn.StartAt.Seconds(), bn.DoneAt.Seconds()
-	c, err := apiclient.NewRemote(consoleURL(v), apiclient.WithFingerprint(bn.TLS))
-	if err == nil {
-		_, err = waitConsole(bctx, c)
-	}
-	if err != nil {
-		res.Error = fmt.Sprintf("console: %v", err)
-		return res
-	}
-	res.Seconds = time.Since(v.start).Seconds()
-	fmt.Printf("e2e-bench: round %d omertaos: console ready at %.1f s (first boot %.1f to %.1f s)\n", round, res.Seconds, res.FirstbootStartSecs, res.FirstbootDoneSeconds)
-	return res
+	return wait(bctx, v)
 }
 
 // start boots disk as name, noting what else the host is doing.
