@@ -30,8 +30,9 @@ func gatewayRequest() json.RawMessage {
 }
 
 // mainGateway deploys both agents and has the client call the model
-// through the gateway. Both stay running: the reboot checks that they come
-// back and that the call still goes through (rebootGateway).
+// through the gateway, after the Lynis audit (see mainScenario). Both stay
+// running: the reboot checks that they come back and that the call still
+// goes through (rebootAgents).
 func (r *run) mainGateway(ctx context.Context, sc string, admin *apiclient.Client) {
 	if admin == nil {
 		r.check(sc, "gateway-mode agents deployed", false, "no admin session (setup failed)")
