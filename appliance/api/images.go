@@ -121,7 +121,7 @@ func (s *Server) importImage(c *fiber.Ctx) error {
 	}
 	out := apitype.ImageImported{Images: imageViews(imgs)}
 	if check != nil {
-		out.Signer, out.Warnings = terminal.Escape(check.Signer), escapeAll(check.Warnings)
+		out.Signer, out.Warnings = terminal.Escape(check.Signer), terminal.EscapeAll(check.Warnings)
 	}
 	return c.Status(fiber.StatusCreated).JSON(out)
 }
@@ -135,7 +135,7 @@ func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runti
 	detail := map[string]any{"path": req.Path, "expected_digest": req.Digest, "images": imageViews(imgs)}
 	if check != nil {
 		detail["signer"], detail["registry"] = terminal.Escape(check.Signer), terminal.Escape(check.Registry)
-		detail["pinned_digest"], detail["warnings"] = terminal.Escape(check.Digest), append([]string{}, escapeAll(check.Warnings)...)
+		detail["pinned_digest"], detail["warnings"] = terminal.Escape(check.Digest), append([]string{}, terminal.EscapeAll(check.Warnings)...)
 	}
 	action := "image.import"
 	if err != nil {
@@ -145,18 +145,6 @@ func (s *Server) auditImport(c *fiber.Ctx, req apitype.ImageImport, imgs []runti
 		action, detail["error"] = "image.import.refused", terminal.Escape(err.Error())
 	}
 	return s.deps.Store.Audit(c.UserContext(), store.AuditEntry{Actor: actor(c), Action: action, Target: req.Path, Detail: detail})
-}
-
-// escapeAll escapes each of ss for showing; nil for none.
-func escapeAll(ss []string) []string {
-	if len(ss) == 0 {
-		return nil
-	}
-	out := make([]string, len(ss))
-	for i, s := range ss {
-		out[i] = terminal.Escape(s)
-	}
-	return out
 }
 
 // maxPullRef bounds a pull's reference (as the manifest's spec.image.ref).

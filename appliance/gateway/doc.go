@@ -27,7 +27,9 @@
 //     nesting, one JSON object, no member given twice in any case (400: a
 //     backend must not read another "model" than the one allowed);
 //   - the policy (Policy.Rules; 503 when it cannot be read): the model
-//     must be allowed (403 model_not_allowed), and be in the registry (404);
+//     must be allowed (403 model_not_allowed), be in the registry (404),
+//     and be enabled there (403 model_not_enabled: omertad enables a model
+//     only once its manifest verified; Registry.WithDisabled);
 //   - request rate and token rate, per agent and per tenant
 //     (golang.org/x/time/rate; 429 rate_limit_exceeded and
 //     token_rate_limit_exceeded). Tokens are known only once a backend

@@ -33,6 +33,7 @@ const (
 	CodeModelNotAllowed    Code = "model_not_allowed"         // 403: the agent's policy does not list the model
 	CodeCloudNotAllowed    Code = "cloud_not_allowed"         // 403: every backend of the model is a cloud one, and the policy forbids cloud
 	CodeModelNotFound      Code = "model_not_found"           // 404: no such model in the registry
+	CodeModelNotEnabled    Code = "model_not_enabled"         // 403: the model's manifest did not verify, or it does not fit the GPUs
 	CodeNotFound           Code = "not_found"                 // 404: no such endpoint
 	CodeMethodNotAllowed   Code = "method_not_allowed"        // 405
 	CodeInvalidRequest     Code = "invalid_request"           // 400: the body is not an acceptable request

@@ -80,6 +80,41 @@ func TestModelPolicy(t *testing.T) {
 	}
 }
 
+// TestDisabledModel: a model the registry holds disabled is refused with
+// the reason it was not enabled, never reaches its backend, and is left out
+// of /v1/models; enabling it again (a new registry) lets it through.
+func TestDisabledModel(t *testing.T) {
+	b := newBackend(t, okChat(1, 1))
+	e := newEnv(t, envOpt{registry: registryYAML("2s", map[string][]string{"chat": {b.URL}, "big": {b.URL}})})
+	allowAll(e.policy, false)
+	base := e.gw.reg.Load()
+	reason := "model \"big\" refused: needs 80 GB of GPU memory; no GPU was found\x1b[2J"
+	e.gw.SetRegistry(base.WithDisabled(map[string]string{"big": reason, "ghost": "x"}))
+	a := e.chat("127.0.0.1", "big")
+	wantRefusal(t, a, http.StatusForbidden, CodeModelNotEnabled)
+	if !strings.Contains(a.err.Message, "needs 80 GB") || strings.Contains(a.err.Message, "\x1b") {
+		t.Fatalf("refusal does not give the reason, escaped: %q", a.err.Message)
+	}
+	wantRefusal(t, e.do("127.0.0.1", http.MethodGet, "/v1/models/big", nil, ""), http.StatusForbidden, CodeModelNotEnabled)
+	if b.calls.Load() != 0 {
+		t.Fatal("a disabled model's request reached the backend")
+	}
+	a = e.do("127.0.0.1", http.MethodGet, "/v1/models", nil, "")
+	if a.status != http.StatusOK || strings.Contains(string(a.body), `"big"`) || !strings.Contains(string(a.body), `"chat"`) {
+		t.Fatalf("models: %d %s", a.status, a.body)
+	}
+	if a := e.chat("127.0.0.1", "chat"); a.status != http.StatusOK {
+		t.Fatalf("enabled model: %d %s", a.status, a.body)
+	}
+	if base.Model("big").Disabled != "" {
+		t.Fatal("WithDisabled changed the registry it copied")
+	}
+	e.gw.SetRegistry(base.WithDisabled(nil))
+	if a := e.chat("127.0.0.1", "big"); a.status != http.StatusOK {
+		t.Fatalf("model enabled again: %d %s", a.status, a.body)
+	}
+}
+
 func TestCloudPolicy(t *testing.T) {
 	cloud := newTLSBackend(t, okChat(1, 1))
 	local := newBackend(t, status(http.StatusInternalServerError))

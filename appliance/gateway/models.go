@@ -44,8 +44,8 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request, agent Agen
 		switch {
 		case !rules.ModelAllowed(id):
 			writeError(w, refuse(http.StatusForbidden, CodeModelNotAllowed, "agent %s: model %s is not allowed by its policy", quote(agent.ID), quote(id)))
-		case m == nil:
-			writeError(w, refuse(http.StatusNotFound, CodeModelNotFound, "model %s is not in the model registry", quote(id)))
+		case modelUsable(id, m) != nil:
+			writeError(w, modelUsable(id, m))
 		case !rules.AllowCloud && !hasLocal(m):
 			writeError(w, refuse(http.StatusForbidden, CodeCloudNotAllowed, "model %s is served only by cloud backends", quote(id)))
 		default:
@@ -58,7 +58,8 @@ func (g *Gateway) serveModels(w http.ResponseWriter, r *http.Request, agent Agen
 		Data   []modelObject `json:"data"`
 	}{Object: "list", Data: []modelObject{}}
 	for _, name := range reg.Models() {
-		if rules.ModelAllowed(name) && (rules.AllowCloud || hasLocal(reg.Model(name))) {
+		m := reg.Model(name)
+		if m.Disabled == "" && rules.ModelAllowed(name) && (rules.AllowCloud || hasLocal(m)) {
 			list.Data = append(list.Data, modelObject{ID: name, Object: "model", OwnedBy: "omertaos"})
 		}
 	}

@@ -64,8 +64,8 @@ func (g *Gateway) serveForward(w http.ResponseWriter, r *http.Request, agent Age
 		return
 	}
 	m := reg.Model(req.model)
-	if m == nil {
-		g.refused(w, u, reg, refuse(http.StatusNotFound, CodeModelNotFound, "model %s is not in the model registry", quote(req.model)), start)
+	if e := modelUsable(req.model, m); e != nil {
+		g.refused(w, u, reg, e, start)
 		return
 	}
 	now := g.now()
@@ -79,6 +79,18 @@ func (g *Gateway) serveForward(w http.ResponseWriter, r *http.Request, agent Age
 		return
 	}
 	g.finish(u, reg, start)
+}
+
+// modelUsable refuses a model the registry lacks (404) or holds disabled
+// (403 with the reason it was not enabled).
+func modelUsable(name string, m *Model) *Error {
+	switch {
+	case m == nil:
+		return refuse(http.StatusNotFound, CodeModelNotFound, "model %s is not in the model registry", quote(name))
+	case m.Disabled != "":
+		return refuse(http.StatusForbidden, CodeModelNotEnabled, "model %s is not enabled: %s", quote(name), terminal.Escape(m.Disabled))
+	}
+	return nil
 }
 
 // refused answers e and records it.

@@ -104,6 +104,11 @@ type Model struct {
 	Name     string
 	Estimate int64
 	Route    []Target
+	// Disabled, when not empty, is why the model may not be called (its
+	// manifest did not verify, it does not fit this machine's GPUs): the
+	// gateway refuses it with this reason (403 model_not_enabled) and
+	// leaves it out of /v1/models.
+	Disabled string
 }
 
 // Target is one step of a route. Prices are nano-USD per 1000 tokens, so
@@ -124,6 +129,23 @@ func (r *Registry) Model(name string) *Model { return r.models[name] }
 
 // Models returns the model names in the order the file lists them.
 func (r *Registry) Models() []string { return append([]string(nil), r.order...) }
+
+// WithDisabled returns a copy of r in which each model named in reasons
+// is disabled with its reason, and every other model enabled: enabling is
+// decided outside (omertad verifies each model's manifest), the registry
+// only carries the answer. Names r does not hold are ignored.
+func (r *Registry) WithDisabled(reasons map[string]string) *Registry {
+	c := &Registry{backends: r.backends, models: make(map[string]*Model, len(r.models)), order: r.order}
+	for name, m := range r.models {
+		cm := *m
+		cm.Disabled = reasons[name]
+		if _, ok := reasons[name]; ok && cm.Disabled == "" {
+			cm.Disabled = "not enabled"
+		}
+		c.models[name] = &cm
+	}
+	return c
+}
 
 // Backends returns the backend names.
 func (r *Registry) Backends() []string {

@@ -65,6 +65,18 @@ func Escape(s string) string {
 
 // appendEscaped appends s to b escaped; keepLines leaves \n and \t as they
 // are, for text whose line structure is the writer's own.
+// EscapeAll is Escape of each of ss; nil for none.
+func EscapeAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = Escape(s)
+	}
+	return out
+}
+
 func appendEscaped(b []byte, s string, keepLines bool) []byte {
 	for len(s) > 0 {
 		r, size := utf8.DecodeRuneInString(s)
