@@ -49,6 +49,9 @@ type Deps struct {
 	// Policy serves the policies, tenants, scopes, decisions and coverage
 	// (see policy.go); nil leaves those routes out.
 	Policy PolicyService
+	// Models answers /api/v1/models: the gateway's models and whether
+	// each was enabled (see models.go); nil leaves the route out.
+	Models ModelQueries
 	// AgentUI reaches agents' own UIs on the agents' network (see
 	// agentui.go); nil answers those routes 503.
 	AgentUI AgentUINetwork
@@ -179,6 +182,9 @@ func New(d Deps) *Server {
 	}
 	if d.Policy != nil {
 		s.policyRoutes(v1)
+	}
+	if d.Models != nil {
+		v1.Get("/models", func(c *fiber.Ctx) error { return c.JSON(d.Models.Models()) })
 	}
 	if d.Report.Root.Dir() != "" {
 		s.reportRoutes(v1)

@@ -84,6 +84,9 @@ var rules = compileRules([]rule{
 	// GPUs (gpus.go): hardware, as the probe is.
 	need("GET", "/api/v1/gpus", auth.ActionProbeRead),
 	need("GET", "/api/v1/gpus/:uuid", auth.ActionProbeRead),
+	// The gateway's models and their verification (models.go): what an
+	// agent's policy may allow, as policies are.
+	need("GET", "/api/v1/models", auth.ActionPolicyRead),
 	need("GET", "/api/v1/report", auth.ActionReportsRead),
 	need("GET", "/api/v1/report.html", auth.ActionReportsRead),
 	// The dashboard in one call (dashboard.go): every role has one; each

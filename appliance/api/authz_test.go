@@ -46,6 +46,7 @@ func wiredEnv(t *testing.T) *authEnv {
 		d.Agents = wiredAgents(t, d.Store)
 		d.GPU = wiredGPU(t)
 		d.Policy = wiredPolicy(t, d.Store)
+		d.Models = sampleModels()
 	})
 }
 

@@ -49,6 +49,7 @@ var tagDocs = []struct{ name, desc string }{
 	{"tasks", "tasks run on agents"},
 	{"events", "live events and metrics"},
 	{"policy", "versioned policies, tenants and their quotas, operators' tenant scopes, admission decisions and coverage"},
+	{"models", "the model gateway's models and whether each was enabled, its manifest verified against the signed registries"},
 }
 
 const (
@@ -109,6 +110,9 @@ var opDocs = map[string]opDoc{
 		description: "From the GPU service's last refresh and telemetry pass (nothing asks NVML during a request); without a driver or a supported GPU, available is false and reason says why."},
 	"GET /api/v1/gpus/:uuid": {summary: "Get a GPU by its UUID or one of its MIG devices'", tag: "gpus", response: apitype.GPUView{},
 		description: "404 names a GPU that is gone while an agent still holds it."},
+
+	"GET /api/v1/models": {summary: "List the gateway's models and whether each is enabled", tag: "models", response: apitype.ModelList{},
+		description: "Each model the site configuration routes, as verified at omertad's start: enabled only when a configured registry lists its manifest, which matches the registry's signed lock, is valid, and fits the free memory of one GPU; unsigned is the profile's decision. reason names what refused it; the gateway answers a model that is not enabled 403 model_not_enabled."},
 
 	"GET /api/v1/catalog":     {summary: "List catalog entries", tag: "catalog", response: apitype.CatalogList{}},
 	"GET /api/v1/catalog/:id": {summary: "Get a catalog entry and its manifest", tag: "catalog", response: apitype.CatalogEntryView{}},

@@ -91,7 +91,7 @@ func wireDaemon(fb rootfs.Root) func(daemon.Deps) (daemon.Wiring, error) {
 		reportFiles := api.ReportFiles{Root: fb, ReportPath: firstboot.ReportPath, PublicKeyPath: firstboot.SigningPubPath}
 		return daemon.Wiring{
 			Services: append([]daemon.Service{mon, authPurger{svc: users, log: d.Logger.With("service", "auth-purge")}}, ag.services...),
-			API:      api.Deps{Probe: mon, Agents: ag.api, Policy: ag.policy, GPU: ag.gpu, AgentUI: ag.ui, Auth: users, Report: reportFiles},
+			API:      api.Deps{Probe: mon, Agents: ag.api, Policy: ag.policy, GPU: ag.gpu, Models: ag.models, AgentUI: ag.ui, Auth: users, Report: reportFiles},
 		}, nil
 	}
 }

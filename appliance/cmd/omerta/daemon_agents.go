@@ -46,6 +46,8 @@ type agentsWiring struct {
 	api      api.AgentsDeps
 	policy   *policy.Service
 	gpu      *gpu.Service
+	// models are the gateway's models and whether each was enabled.
+	models *modelGate
 	// ui reaches agents' own UIs on the agents' network; nil without it.
 	ui api.AgentUINetwork
 }
@@ -115,7 +117,8 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 		cc.Close()
 		return agentsWiring{}, fmt.Errorf("agents: %w", err)
 	}
-	netServices := agentsNet.services(d, rt, func() *agents.Service { return svc }, pol)
+	models := newModelGate(verifier, gpus, d.Store, d.Logger, d.Now)
+	netServices := agentsNet.services(d, rt, func() *agents.Service { return svc }, pol, models)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	reg.MustRegister(svc.Collectors()...)
@@ -125,7 +128,7 @@ func wireAgents(d daemon.Deps) (agentsWiring, error) {
 	// for its first refresh.
 	services := []daemon.Service{newBundledImport(a.BundledDir, runtimeImporter{rt}, archives, d.Store, d.Logger), gpus, svc}
 	services = append(services, netServices...)
-	return agentsWiring{services: services, policy: pol, gpu: gpus, ui: agentsNet.agentUI(), api: api.AgentsDeps{
+	return agentsWiring{services: services, policy: pol, gpu: gpus, models: models, ui: agentsNet.agentUI(), api: api.AgentsDeps{
 		Catalog: cat, Service: svc, Images: rt, Archives: archives, Events: svc.Bus(), Logs: svc,
 		Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}),
 	}}, nil

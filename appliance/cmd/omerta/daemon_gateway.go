@@ -163,15 +163,20 @@ type gatewayService struct {
 	net *agentNetwork
 	rt  *runtime.Runtime
 	gw  *gateway.Gateway // nil when it could not be built
-	log *slog.Logger
+	// reg is the gateway's registry with every model enabled; models
+	// enables those that verify (daemon_models.go) before it serves.
+	reg    *gateway.Registry
+	models *modelGate
+	log    *slog.Logger
 	// policies is the policy service's current snapshot, replaced (a new
 	// pointer) by every change: watchPolicies compares it.
 	policies func() *policy.Set
 }
 
 // services are the daemon services of the agents' network (none without
-// one). svc is the agents service, set before any service runs.
-func (n *agentNetwork) services(d daemon.Deps, rt *runtime.Runtime, svc func() *agents.Service, pol *policy.Service) []daemon.Service {
+// one). svc is the agents service, set before any service runs; models
+// decides which of the gateway's models are enabled.
+func (n *agentNetwork) services(d daemon.Deps, rt *runtime.Runtime, svc func() *agents.Service, pol *policy.Service, models *modelGate) []daemon.Service {
 	if n == nil {
 		return nil
 	}
@@ -183,12 +188,12 @@ func (n *agentNetwork) services(d daemon.Deps, rt *runtime.Runtime, svc func() *
 		}
 		return egressOf(pol.Effective(agent, i.category, i.tenant)), nil
 	}
-	s := &gatewayService{net: n, rt: rt, log: n.log, policies: pol.Set}
-	gw, err := newGateway(d, n, dir, pol)
+	s := &gatewayService{net: n, rt: rt, log: n.log, policies: pol.Set, models: models}
+	gw, reg, err := newGateway(d, n, dir, pol)
 	if err != nil {
 		n.log.Error("the model gateway is not served", "err", terminal.Escape(err.Error()))
 	}
-	s.gw, n.gw = gw, gw
+	s.gw, s.reg, n.gw = gw, reg, gw
 	return []daemon.Service{s}
 }
 
@@ -220,6 +225,9 @@ func (s *gatewayService) Run(ctx context.Context) error {
 		s.watchPolicies(ctx)
 	})
 	if s.gw != nil {
+		if s.models != nil {
+			s.gw.SetRegistry(s.models.enable(ctx, s.reg, gatewayRoutes(s.net.cfg)))
+		}
 		wg.Go(func() {
 			if err := s.gw.Run(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("writing the gateway's usage", "err", err)
@@ -302,12 +310,18 @@ func (s *gatewayService) watchPolicies(ctx context.Context) {
 }
 
 // newGateway builds the model gateway: its registry from the site's
-// backends, agents identified by their address on the network, their
-// rules from the policy service, credentials from files.
-func newGateway(d daemon.Deps, n *agentNetwork, dir *agentDirectory, pol *policy.Service) (*gateway.Gateway, error) {
+// backends (returned too, every model enabled, while the gateway is given
+// it with every model disabled until they are verified), agents
+// identified by their address on the network, their rules from the policy
+// service, credentials from files.
+func newGateway(d daemon.Deps, n *agentNetwork, dir *agentDirectory, pol *policy.Service) (*gateway.Gateway, *gateway.Registry, error) {
 	reg, err := gatewayRegistry(n.cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	unverified := map[string]string{}
+	for _, m := range reg.Models() {
+		unverified[m] = "its manifest is not verified yet"
 	}
 	id := gateway.IdentifierFunc(func(a netip.Addr) (gateway.AgentRef, bool) {
 		ctr, ok := n.mgr.AgentByAddr(a)
@@ -336,9 +350,13 @@ func newGateway(d daemon.Deps, n *agentNetwork, dir *agentDirectory, pol *policy
 	secrets := fileSecrets(filepath.Join(d.Config.Daemon.StateDir, "gateway", "secrets"))
 	ctx, cancel := context.WithTimeout(context.Background(), policyLoadTimeout)
 	defer cancel()
-	return gateway.New(ctx, d.Store, gateway.Deps{Identifier: id, Policy: rules, Secrets: secrets, Registry: reg},
+	gw, err := gateway.New(ctx, d.Store, gateway.Deps{Identifier: id, Policy: rules, Secrets: secrets, Registry: reg.WithDisabled(unverified)},
 		gateway.WithLogger(d.Logger.With("service", "gateway")), gateway.WithClock(d.Now),
 		gateway.WithTransport(backendTransport(n)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return gw, reg, nil
 }
 
 // rulesOf is the gateway's view of an effective policy: the registry's
@@ -371,25 +389,43 @@ func rulesOf(e *policy.Effective, q policy.Quotas, models []string) gateway.Rule
 // model is routed to the backends that list it, in their order.
 func gatewayRegistry(gc config.Gateway) (*gateway.Registry, error) {
 	var f gateway.RegistryFile
-	routes := map[string][]gateway.TargetFile{}
-	var order []string
 	for _, b := range gc.Backends {
 		u := b.URL
 		if b.Agent != "" {
 			u = "http://" + b.Agent + agentHostSuffix + ":" + strconv.Itoa(b.Port) + "/v1"
 		}
 		f.Backends = append(f.Backends, gateway.BackendFile{Name: b.Name, URL: u, Kind: b.Kind, Credential: b.Credential, Timeout: b.Timeout})
+	}
+	order, routes := gatewayModels(gc)
+	for _, m := range order {
+		var route []gateway.TargetFile
+		for _, b := range routes[m] {
+			route = append(route, gateway.TargetFile{Backend: b})
+		}
+		f.Models = append(f.Models, gateway.ModelFile{Name: m, Route: route})
+	}
+	return gateway.NewRegistry(f, "omerta.yaml gateway.backends")
+}
+
+// gatewayRoutes maps each routed model to its backends' names, in order.
+func gatewayRoutes(gc config.Gateway) map[string][]string {
+	_, routes := gatewayModels(gc)
+	return routes
+}
+
+// gatewayModels lists the models the backends name, in the order first
+// named, each with the backends that list it.
+func gatewayModels(gc config.Gateway) (order []string, routes map[string][]string) {
+	routes = map[string][]string{}
+	for _, b := range gc.Backends {
 		for _, m := range b.Models {
 			if routes[m] == nil {
 				order = append(order, m)
 			}
-			routes[m] = append(routes[m], gateway.TargetFile{Backend: b.Name})
+			routes[m] = append(routes[m], b.Name)
 		}
 	}
-	for _, m := range order {
-		f.Models = append(f.Models, gateway.ModelFile{Name: m, Route: routes[m]})
-	}
-	return gateway.NewRegistry(f, "omerta.yaml gateway.backends")
+	return order, routes
 }
 
 // backendTransport reaches backends from the network's namespace, an

@@ -35,6 +35,7 @@ import (
 	"github.com/omertaos/omertaos/appliance/config"
 	"github.com/omertaos/omertaos/appliance/daemon"
 	"github.com/omertaos/omertaos/appliance/policy"
+	"github.com/omertaos/omertaos/appliance/registry"
 	"github.com/omertaos/omertaos/appliance/store"
 )
 
@@ -79,6 +80,11 @@ func TestDaemonGateway(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := gatewayTestConfig(d, d.Namespace(t), dir)
+	// local-echo's manifest is in a signed registry; unlisted-echo, routed
+	// too, is in none, so the gateway never enables it.
+	cfg.Agents.Registries = []string{modelRegistry(t, map[string]string{"local-echo": modelManifest("local-echo", "0")})}
+	cfg.Agents.TrustDir = registryTrust(t)
+	cfg.Gateway.Backends[0].Models = append(cfg.Gateway.Backends[0].Models, "unlisted-echo")
 	var logs syncBuf
 	deps := daemon.Deps{Store: st, Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: time.Now}
 	ag, err := wireAgents(deps)
@@ -97,7 +103,7 @@ func TestDaemonGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	putPolicy(t, ag.policy, "agent/client", "{models: {allowed: [local-echo]}}")
+	putPolicy(t, ag.policy, "agent/client", "{models: {allowed: [local-echo, unlisted-echo]}}")
 	svc := ag.api.Service.(*agents.Service)
 	deploy(t, svc, catalogEchoModel(t))
 	client := parseEntry(t, strings.Replace(clientEntry, "%s", busybox.Name, 1))
@@ -128,6 +134,17 @@ func TestDaemonGateway(t *testing.T) {
 		out, _ := sh(postChat("other-echo", "not for you"))
 		if !strings.Contains(out, " 403 ") || !strings.Contains(out, `"model_not_allowed"`) || strings.Contains(out, "not for you") {
 			t.Fatalf("answer:\n%s", out)
+		}
+	})
+	t.Run("a model no registry lists is not enabled", func(t *testing.T) {
+		out, _ := sh(postChat("unlisted-echo", "not verified"))
+		if !strings.Contains(out, " 403 ") || !strings.Contains(out, `"model_not_enabled"`) || !strings.Contains(out, "no configured registry lists it") ||
+			strings.Contains(out, "not verified") {
+			t.Fatalf("answer:\n%s", out)
+		}
+		list := ag.models.Models()
+		if len(list.Models) != 3 || !list.Models[0].Enabled || !list.Models[0].Signed || list.Models[2].Enabled || list.Models[2].Code != string(registry.CodeNotFound) {
+			t.Fatalf("models %+v", list)
 		}
 	})
 	t.Run("direct connections dropped", func(t *testing.T) {
@@ -173,7 +190,7 @@ func TestDaemonGateway(t *testing.T) {
 			var ok, refused int
 			err := st.Read().QueryRowContext(ctx,
 				`SELECT COUNT(*) FILTER (WHERE status = 200), COUNT(*) FILTER (WHERE status = 403) FROM gateway_usage WHERE agent_id = 'client'`).Scan(&ok, &refused)
-			return err == nil && ok == 1 && refused == 1
+			return err == nil && ok == 1 && refused == 2
 		})
 		rec := httptest.NewRecorder()
 		ag.api.Metrics.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -231,6 +248,11 @@ func TestDaemonGatewayDown(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	cfg := gatewayTestConfig(d, d.Namespace(t), dir)
+	// local-echo's manifest is in a signed registry; unlisted-echo, routed
+	// too, is in none, so the gateway never enables it.
+	cfg.Agents.Registries = []string{modelRegistry(t, map[string]string{"local-echo": modelManifest("local-echo", "0")})}
+	cfg.Agents.TrustDir = registryTrust(t)
+	cfg.Gateway.Backends[0].Models = append(cfg.Gateway.Backends[0].Models, "unlisted-echo")
 	var logs syncBuf
 	ag, err := wireAgents(daemon.Deps{Store: st, Config: cfg, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: time.Now})
 	if err != nil {

@@ -135,7 +135,7 @@ func TestNetpolicyConfig(t *testing.T) {
 		t.Fatalf("Ready = %v", err)
 	}
 	var none *agentNetwork
-	if none.readyFunc() != nil || none.runtimeOptions() != nil || none.services(daemon.Deps{}, nil, nil, nil) != nil || none.collectors() != nil {
+	if none.readyFunc() != nil || none.runtimeOptions() != nil || none.services(daemon.Deps{}, nil, nil, nil, nil) != nil || none.collectors() != nil {
 		t.Fatal("a disabled network gave the wiring something")
 	}
 }

@@ -54,6 +54,42 @@ func signedRegistry(t *testing.T, data []byte, digest string) string {
 		t.Fatalf("BuildLock = %+v, %v, %v", lock, fs, err)
 	}
 	lock.Entries[0].Digest = digest
+	signLock(t, dir, lock)
+	return dir
+}
+
+// modelRegistry makes, in a new directory, a registry of the model
+// manifests given (name: YAML, written as models/NAME.yaml), locked and
+// signed with registry/testdata/keys/test.key.
+func modelRegistry(t *testing.T, models map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "models"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	index := "registry_version: \"1.0\"\ncatalog:\n  models:\n"
+	for name, doc := range models {
+		if err := os.WriteFile(filepath.Join(dir, "models", name+".yaml"), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		index += "    - path: models/" + name + ".yaml\n"
+	}
+	index += "signing:\n  method: minisign\n"
+	if err := os.WriteFile(filepath.Join(dir, registry.IndexFile), []byte(index), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lock, fs, err := registry.BuildLock(context.Background(), dir, time.Now())
+	if err != nil || lock == nil || len(lock.Entries) != len(models) {
+		t.Fatalf("BuildLock = %+v, %v, %v", lock, fs, err)
+	}
+	signLock(t, dir, lock)
+	return dir
+}
+
+// signLock writes lock into the registry dir with its signature by
+// registry/testdata/keys/test.key.
+func signLock(t *testing.T, dir string, lock *registry.Lock) {
+	t.Helper()
 	text, err := registry.MarshalLock(lock)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +108,6 @@ func signedRegistry(t *testing.T, data []byte, digest string) string {
 	if err := os.WriteFile(filepath.Join(dir, registry.SignatureFile), registry.Sign(text, key), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return dir
 }
 
 // tamperLock changes one hex digit of the first entry's sha256 in the
