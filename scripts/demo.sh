@@ -41,6 +41,15 @@ TOML
 # its input to the model gateway.
 rm -rf "$demo/catalog"; mkdir -p "$demo/catalog"
 cp image/catalog/*.yaml scripts/gateway-client.yaml "$demo/catalog/"
+# ... and a registry signed as the image's is (scripts/registry.sh, this
+# checkout's key under .cache/image-key): the catalog, the archives and the
+# local-echo model's manifest. omertad verifies deploys and imports against
+# it, and enables the gateway's local-echo model only because it lists it.
+rm -rf "$demo/registry" "$demo/trust"; mkdir -p "$demo/registry/catalog" "$demo/registry/agents" "$demo/registry/models"
+cp "$demo"/catalog/*.yaml "$demo/registry/catalog/"
+cp out/agents/*.oci.tar out/agents/index.json "$demo/registry/agents/"
+cp image/models/*.yaml "$demo/registry/models/"
+scripts/registry.sh "$bin" "$demo/registry" .cache/image-key "$demo/trust"
 
 cat >"$demo/omerta.yaml" <<YAML
 # Written by make demo: omertad with everything under $demo.
@@ -59,6 +68,8 @@ agents:
   log_dir: $demo/agents/logs
   run_dir: $demo/agents/run
   runtime_root: $ctrd/runc
+  registries: [$demo/registry]
+  trust_dir: $demo/trust
 # The agents' network (bridge omerta0, 10.88.0.0/24, nftables tables
 # omerta_agents) and the model gateway on 10.88.0.1:8080, routing
 # local-echo to the echo-model agent.
@@ -159,6 +170,8 @@ gateway_demo() {
       [ "$(cli agents get "$a" --json | jq -r .status.state)" = running ] && break; sleep 0.2
     done
   done
+  say "GET /api/v1/models (each routed model enabled only once its manifest verified)"
+  api /api/v1/models | jq -c '.models[] | {name, enabled, code, signed, key_id}'
   say "omerta agents task gateway-client: POST /v1/chat/completions through the gateway (no key: known by its address)"
   echo '{"model":"local-echo","messages":[{"role":"user","content":"hello from an agent in gateway mode"}]}' |
     cli agents task gateway-client --input - || return 1

@@ -20,43 +20,25 @@ stage=.cache/image-stage
 rm -rf "$stage"
 install -D -m 0755 "$bin" "$stage/usr/bin/omerta"
 install -D -m 0755 "$console_bin" "$stage/usr/bin/omerta-console"
-# The shipped catalog and the sample agents' OCI archives: omertad imports
-# the archives into containerd at start, so agents deploy with no network.
-install -d -m 0755 "$stage/usr/share/omerta/catalog" "$stage/usr/share/omerta/agents"
+# The shipped catalog, the sample agents' OCI archives and the model
+# manifests: omertad imports the archives into containerd at start, so
+# agents deploy with no network.
+install -d -m 0755 "$stage/usr/share/omerta/catalog" "$stage/usr/share/omerta/agents" "$stage/usr/share/omerta/models"
 install -m 0644 image/catalog/*.yaml "$stage/usr/share/omerta/catalog/"
 install -m 0644 out/agents/*.oci.tar out/agents/index.json "$stage/usr/share/omerta/agents/"
-# ... which make /usr/share/omerta the image's own registry: REGISTRY.yaml
-# lists the catalog entries (kind agent) and the archives (kind image),
-# omerta registry lock pins each file's SHA-256 and each image's OCI
-# digest, and the lock is signed with this build's minisign key. The key
-# is made once per checkout under .cache/image-key and never enters the
-# image; its public half is the image's one trusted key
+install -m 0644 image/models/*.yaml "$stage/usr/share/omerta/models/"
+# ... which make /usr/share/omerta the image's own registry
+# (scripts/registry.sh): REGISTRY.yaml lists the catalog entries (kind
+# agent), the archives (kind image) and the models, the lock pins each
+# file's SHA-256 and each image's OCI digest, and it is signed with this
+# checkout's minisign key. The key is made once under .cache/image-key and
+# never enters the image; its public half is the image's one trusted key
 # (/etc/omerta/trust) and out/omertaos-image.pub, for auditors. omertad
 # admits a shipped agent's image as signed by it (the enterprise profile
-# refuses unsigned images), and a changed file or lock fails the deploy.
-reg="$stage/usr/share/omerta"
-{
-	echo "# The image's own registry (scripts/image.sh writes it)."
-	echo 'registry_version: "1.0"'
-	echo "catalog:"
-	echo "  agents:"
-	for f in "$reg"/catalog/*.yaml; do echo "    - path: catalog/$(basename "$f")"; done
-	echo "  images:"
-	for f in "$reg"/agents/*.oci.tar; do echo "    - path: agents/$(basename "$f")"; done
-	echo "signing: {method: minisign, public_key: omertaos-image.pub}"
-} >"$reg/REGISTRY.yaml"
-keydir=.cache/image-key
-if [[ ! -s $keydir/omertaos-image.key ]]; then
-	mkdir -p -m 0700 "$keydir"
-	minisign -G -W -f -c "OMERTAOS image registry key of this checkout" \
-		-p "$keydir/omertaos-image.pub" -s "$keydir/omertaos-image.key" >/dev/null
-fi
-install -m 0644 "$keydir/omertaos-image.pub" "$reg/omertaos-image.pub"
-install -D -m 0644 "$keydir/omertaos-image.pub" "$stage/etc/omerta/trust/omertaos-image.pub"
-mkdir -p out && cp "$keydir/omertaos-image.pub" out/omertaos-image.pub
-"$bin" registry lock "$reg"
-"$bin" registry sign --key "$keydir/omertaos-image.key" --trust "$stage/etc/omerta/trust" "$reg"
-"$bin" registry verify --trust "$stage/etc/omerta/trust" "$reg" >/dev/null
+# refuses unsigned images), enables the gateway's local-echo model only
+# because its manifest is listed, and a changed file or lock fails both.
+scripts/registry.sh "$bin" "$stage/usr/share/omerta" .cache/image-key "$stage/etc/omerta/trust"
+mkdir -p out && cp .cache/image-key/omertaos-image.pub out/omertaos-image.pub
 # The kernel command line comes from the hardening package, so that the
 # image and hardening's command line checks cannot disagree.
 mkdir -p "$stage/etc/kernel"

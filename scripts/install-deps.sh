@@ -9,7 +9,8 @@ pkgs=(gcc libc6-dev make git ca-certificates curl)
 case "$what" in
   build) ;;
   # containerd + runc: the demo deploys a sample agent on a private containerd.
-  demo) pkgs+=(curl jq containerd runc) ;;
+  # minisign: the demo's registry is signed with a key it makes once.
+  demo) pkgs+=(curl jq containerd runc minisign) ;;
   # containerd + runc: the probe's and later the agents' integration tests
   # start a private containerd. iproute2: network namespace tests.
   # nftables: the hardening ruleset is loaded into a real nft in a

@@ -40,6 +40,7 @@ func (r *run) mainGateway(ctx context.Context, sc string, admin *apiclient.Clien
 	}
 	actx, cancel := context.WithTimeout(ctx, 8*time.Minute)
 	defer cancel()
+	r.gatewayModels(actx, sc, admin)
 	doc, err := os.ReadFile(filepath.Join(r.opts.top, "scripts", clientEntry+".yaml"))
 	if err == nil {
 		_, err = admin.ImportCatalog(actx, apitype.CatalogImport{Name: clientEntry + ".yaml", Document: string(doc)})
@@ -61,6 +62,21 @@ func (r *run) mainGateway(ctx context.Context, sc string, admin *apiclient.Clien
 		}
 	}
 	r.gatewayCall(actx, sc, admin, "an agent calls the echo model through the model gateway")
+}
+
+// gatewayModels: omertad enabled the image's local-echo model because the
+// image's own signed registry lists its manifest (scripts/registry.sh).
+func (r *run) gatewayModels(ctx context.Context, sc string, admin *apiclient.Client) {
+	l, err := admin.Models(ctx)
+	var got apitype.ModelStatus
+	for _, m := range l.Models {
+		if m.Name == "local-echo" {
+			got = m
+		}
+	}
+	r.check(sc, "the gateway's local-echo model enabled, its manifest signed by the image's registry key", err == nil && got.Enabled && got.Signed && got.KeyID != "",
+		"%v gateway %v, local-echo enabled %v code %q signed %v key %s registry %s", errOrNil(err), l.Gateway, got.Enabled, got.Code, got.Signed,
+		got.KeyID, got.Registry)
 }
 
 // gatewayCall runs the client's task and checks the echo model's answer.
