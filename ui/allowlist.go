@@ -124,6 +124,7 @@ var allowList = []route{
 	{method: "GET", pattern: "/api/v1/probe", call: func(f *fwd) (any, error) { return f.api.Probe(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/gpus", call: func(f *fwd) (any, error) { return f.api.GPUs(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/gpus/{uuid}", call: func(f *fwd) (any, error) { return f.api.GPU(f.ctx, f.p["uuid"]) }},
+	{method: "GET", pattern: "/api/v1/models", call: func(f *fwd) (any, error) { return f.api.Models(f.ctx) }},
 	{method: "GET", pattern: "/api/v1/probe/drift", call: func(f *fwd) (any, error) {
 		limit, err := f.intQuery("limit", 0)
 		if err != nil {

@@ -53,6 +53,7 @@ type API interface {
 	AuditStatus(ctx context.Context) (apitype.AuditStatus, error)
 	Probe(ctx context.Context) (apitype.ProbeView, error)
 	GPUs(ctx context.Context) (apitype.GPUList, error)
+	Models(ctx context.Context) (apitype.ModelList, error)
 	GPU(ctx context.Context, uuid string) (apitype.GPUView, error)
 	Drift(ctx context.Context, limit int) (apitype.DriftView, error)
 	Report(ctx context.Context) (apitype.ReportView, error)

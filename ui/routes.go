@@ -51,6 +51,7 @@ func (s *Server) routes() {
 	p.Post("/tokens/:id/revoke", s.tokenRevoke)
 	s.policyPages(p)
 	p.Get("/gpus", s.gpusPage)
+	p.Get("/models", s.modelsPage)
 	a.Use(s.notFound)
 }
 

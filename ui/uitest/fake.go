@@ -105,6 +105,8 @@ type Fake struct {
 	seq       uint64
 
 	gpus *apitype.GPUList
+	// models is what GET /api/v1/models answers (SetModels).
+	models apitype.ModelList
 
 	// booted is when this omertad "probed" and checked its chain: like the
 	// real one's, those times do not move between calls.
@@ -361,6 +363,7 @@ func (f *Fake) routes() {
 	f.summaryRoutes()
 	f.policyRoutes()
 	f.gpuRoutes()
+	f.modelRoutes()
 	f.dashboardRoutes()
 	f.streamRoutes()
 	f.agentUIRoutes() // routes_agentui.go
