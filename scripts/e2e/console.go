@@ -111,6 +111,38 @@ func (r *run) consoleSetup(ctx context.Context, sc string, v *vm, b banner) *api
 	} else if !r.formSetup(cctx, sc, web, b, password) {
 		return nil
 	}
+	return r.adminToken(cctx, sc, v, b, web, password)
+}
+
+// formAdmin sets the console up with the test's form client alone (no
+// browser: the main scenario's setup tests that) and returns a client
+// carrying an admin API token, or nil.
+func (r *run) formAdmin(ctx context.Context, sc string, v *vm, b banner) *apiclient.Client {
+	c, err := apiclient.NewRemote(consoleURL(v), apiclient.WithFingerprint(b.TLS))
+	if err == nil {
+		_, err = waitConsole(ctx, c)
+	}
+	if !r.check(sc, "console answers on HTTPS with the printed certificate", err == nil, "%v", errOrNil(err)) {
+		return nil
+	}
+	password, err := randomPassword()
+	web, werr := newConsoleBrowser(consoleURL(v), b.TLS)
+	if err = errors.Join(err, werr); err != nil {
+		r.check(sc, "setup with the printed token", false, "%v", err)
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if !r.formSetup(cctx, sc, web, b, password) {
+		return nil
+	}
+	return r.adminToken(cctx, sc, v, b, web, password)
+}
+
+// adminToken: with the first admin signed in on web, the token no longer
+// sets anything up, and the admin issues an API token; the client returned
+// carries it, as the CLI and automation reach the console.
+func (r *run) adminToken(cctx context.Context, sc string, v *vm, b banner, web *consoleBrowser, password string) *apiclient.Client {
 	fresh, _ := newConsoleBrowser(consoleURL(v), b.TLS)
 	st, _, err := fresh.setup(cctx, b.Token, "second-admin", password)
 	r.check(sc, "the token works once: setup is gone", err == nil && st != http.StatusSeeOther, "status %d%s", st, errSuffix(err))
@@ -149,15 +181,15 @@ func (r *run) formSetup(ctx context.Context, sc string, web *consoleBrowser, b b
 // mainAgents deploys the shipped sample agent through the console, waits
 // for it to run, runs a task and reads its logs: containerd, the bundled
 // image import and the agents service on the booted image, offline.
-func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client) {
+func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client) (deployToRunningSecs float64) {
 	if admin == nil {
 		r.check(sc, "sample agent deployed through the console", false, "no admin session (setup failed)")
-		return
+		return 0
 	}
 	actx, cancel := context.WithTimeout(ctx, 8*time.Minute)
 	defer cancel()
 	if !r.waitBundled(actx, sc, admin) {
-		return
+		return 0
 	}
 	start := time.Now()
 	_, err := admin.DeployAgent(actx, apitype.AgentDeploy{Entry: sampleEntry})
@@ -166,14 +198,14 @@ func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client
 		// answer from a failed deploy.
 		a, gerr := admin.Agent(actx, sampleEntry)
 		r.note("after the failed deploy, the agent: state %q%s", a.Status.State, errSuffix(gerr))
-		return
+		return 0
 	}
 	a, err := waitAgentState(actx, admin, sampleEntry, "running")
 	r.check(sc, "sample agent running", err == nil, "state %q after %.1fs%s", a.Status.State, time.Since(start).Seconds(), errSuffix(err))
 	if err != nil {
-		return
+		return 0
 	}
-	r.res.DeployToRunningSecs = time.Since(start).Seconds()
+	deployToRunningSecs = time.Since(start).Seconds()
 	t, err := admin.RunTask(actx, sampleEntry, apitype.TaskCreate{Input: json.RawMessage(sampleTask)}, 2*time.Minute)
 	r.check(sc, "sample agent answers a task", err == nil && t.State == apitype.TaskSucceeded && strings.Contains(string(t.Output), "ops@example.com"),
 		"%v state %q output %s", errOrNil(err), t.State, oneLine(string(t.Output)))
@@ -193,6 +225,7 @@ func (r *run) mainAgents(ctx context.Context, sc string, admin *apiclient.Client
 	// saw it signed, so its decision carries no unsigned-image warning.
 	r.check(sc, "the shipped agent's image was admitted as signed by the image's registry", found && !strings.Contains(detail, "no verified signature"),
 		"decision %s", oneLine(detail))
+	return deployToRunningSecs
 }
 
 // waitBundled waits for omertad to have imported the shipped image

@@ -30,9 +30,10 @@ func gatewayRequest() json.RawMessage {
 }
 
 // mainGateway deploys both agents and has the client call the model
-// through the gateway, after the Lynis audit (see mainScenario). Both stay
-// running: the reboot checks that they come back and that the call still
-// goes through (rebootAgents).
+// through the gateway, on the reboot scenario's guest (away from the main
+// scenario's audit, see rebootScenario). Both stay running: the reboot
+// checks that they come back and that the call still goes through
+// (rebootAgents).
 func (r *run) mainGateway(ctx context.Context, sc string, admin *apiclient.Client) {
 	if admin == nil {
 		r.check(sc, "gateway-mode agents deployed", false, "no admin session (setup failed)")

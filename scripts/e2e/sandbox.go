@@ -70,10 +70,8 @@ func (r *run) mainSandbox(ctx context.Context, sc string, admin *apiclient.Clien
 		"%v state %q output %s", errOrNil(err), t.State, oneLine(string(t.Output)))
 	logs, err := admin.AgentLogs(actx, sandboxEntry, 100)
 	r.check(sc, "sandboxed agent's logs are read through the console", err == nil && len(logs) > 0, "%v, %d bytes", errOrNil(err), len(logs))
-	// Disabled before the Lynis audit: a running gVisor sandbox is
-	// suspected of taking the guest's one emulated CPU from the audit (over
-	// 60 min of Lynis with it, 39 without), and the reboot then checks that
-	// a disabled agent stays stopped.
+	// Disabled through the console, so that the reboot checks that a
+	// disabled agent stays stopped.
 	_, err = admin.AgentAction(actx, sandboxEntry, apiclient.ActionDisable)
 	if err == nil {
 		a, err = waitAgentState(actx, admin, sandboxEntry, "stopped")
