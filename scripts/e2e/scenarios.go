@@ -103,9 +103,9 @@ func (r *run) poweroff(sc string, v *vm, s *sshClient) {
 
 // rebootScenario: the sandboxed agent, the model gateway and the reboot
 // (step 9), on a guest of their own beside the main scenario's audit.
-// Each agent left running beside the audit slowed it (a gVisor sandbox
-// made it 59 min instead of 23-39, the gateway's two agents 64 on the CI
-// machine), and the reboot waited for the audit's end: here they run on
+// In the main scenario they added to the audit's guest (a running gVisor
+// sandbox once made the audit 59 min instead of 23-39) and the reboot
+// waited for the audit's end, an hour on a slow machine: here they run on
 // the other core while it goes on, with Lynis off (its result is the main
 // scenario's). The site file is the main scenario's otherwise.
 func (r *run) rebootScenario(ctx context.Context) error {
