@@ -226,7 +226,7 @@ func (s *gatewayService) Run(ctx context.Context) error {
 	})
 	if s.gw != nil {
 		if s.models != nil {
-			s.gw.SetRegistry(s.models.enable(ctx, s.reg, gatewayRoutes(s.net.cfg)))
+			s.gw.SetRegistry(s.models.enable(ctx, s.reg))
 		}
 		wg.Go(func() {
 			if err := s.gw.Run(ctx); err != nil && ctx.Err() == nil {
@@ -389,43 +389,25 @@ func rulesOf(e *policy.Effective, q policy.Quotas, models []string) gateway.Rule
 // model is routed to the backends that list it, in their order.
 func gatewayRegistry(gc config.Gateway) (*gateway.Registry, error) {
 	var f gateway.RegistryFile
+	routes := map[string][]gateway.TargetFile{}
+	var order []string
 	for _, b := range gc.Backends {
 		u := b.URL
 		if b.Agent != "" {
 			u = "http://" + b.Agent + agentHostSuffix + ":" + strconv.Itoa(b.Port) + "/v1"
 		}
 		f.Backends = append(f.Backends, gateway.BackendFile{Name: b.Name, URL: u, Kind: b.Kind, Credential: b.Credential, Timeout: b.Timeout})
-	}
-	order, routes := gatewayModels(gc)
-	for _, m := range order {
-		var route []gateway.TargetFile
-		for _, b := range routes[m] {
-			route = append(route, gateway.TargetFile{Backend: b})
-		}
-		f.Models = append(f.Models, gateway.ModelFile{Name: m, Route: route})
-	}
-	return gateway.NewRegistry(f, "omerta.yaml gateway.backends")
-}
-
-// gatewayRoutes maps each routed model to its backends' names, in order.
-func gatewayRoutes(gc config.Gateway) map[string][]string {
-	_, routes := gatewayModels(gc)
-	return routes
-}
-
-// gatewayModels lists the models the backends name, in the order first
-// named, each with the backends that list it.
-func gatewayModels(gc config.Gateway) (order []string, routes map[string][]string) {
-	routes = map[string][]string{}
-	for _, b := range gc.Backends {
 		for _, m := range b.Models {
 			if routes[m] == nil {
 				order = append(order, m)
 			}
-			routes[m] = append(routes[m], b.Name)
+			routes[m] = append(routes[m], gateway.TargetFile{Backend: b.Name})
 		}
 	}
-	return order, routes
+	for _, m := range order {
+		f.Models = append(f.Models, gateway.ModelFile{Name: m, Route: routes[m]})
+	}
+	return gateway.NewRegistry(f, "omerta.yaml gateway.backends")
 }
 
 // backendTransport reaches backends from the network's namespace, an

@@ -94,15 +94,15 @@ func (m *modelGate) Models() apitype.ModelList {
 	return l
 }
 
-// enable verifies each model of reg (routed to the backends routes names)
-// and returns reg with the refused ones disabled.
-func (m *modelGate) enable(ctx context.Context, reg *gateway.Registry, routes map[string][]string) *gateway.Registry {
+// enable verifies each model of reg and returns reg with the refused ones
+// disabled.
+func (m *modelGate) enable(ctx context.Context, reg *gateway.Registry) *gateway.Registry {
 	gpus := m.gpus(ctx)
 	reasons := map[string]string{}
 	list := apitype.ModelList{Gateway: true, Models: []apitype.ModelStatus{}}
 	for _, name := range reg.Models() {
 		d := m.check(ctx, name, gpus)
-		st := modelStatus(name, routes[name], d)
+		st := modelStatus(name, backendsOf(reg.Model(name)), d)
 		list.Models = append(list.Models, st)
 		action := "gateway.model.enabled"
 		if d.Allowed {
@@ -128,12 +128,18 @@ func (m *modelGate) enable(ctx context.Context, reg *gateway.Registry, routes ma
 	return reg.WithDisabled(reasons)
 }
 
-func modelStatus(name string, backends []string, d registry.Decision) apitype.ModelStatus {
-	st := apitype.ModelStatus{Name: name, Backends: slices.Clone(backends), Enabled: d.Allowed, Code: string(d.Code), Reason: d.Reason,
-		Signed: d.Signed, Registry: d.Registry, KeyID: d.KeyID, Warnings: slices.Clone(d.Warnings)}
-	if st.Backends == nil {
-		st.Backends = []string{}
+// backendsOf names the backends of m's route, in order.
+func backendsOf(m *gateway.Model) []string {
+	out := make([]string, 0, len(m.Route))
+	for _, t := range m.Route {
+		out = append(out, t.Backend.Name)
 	}
+	return out
+}
+
+func modelStatus(name string, backends []string, d registry.Decision) apitype.ModelStatus {
+	st := apitype.ModelStatus{Name: name, Backends: backends, Enabled: d.Allowed, Code: string(d.Code), Reason: d.Reason,
+		Signed: d.Signed, Registry: d.Registry, KeyID: d.KeyID, Warnings: slices.Clone(d.Warnings)}
 	if mf := d.Model; mf != nil && mf.Model != nil {
 		st.Provider, st.Version = mf.Model.Provider, mf.Version
 		if mf.Model.Resources.HasVRAM {

@@ -51,7 +51,7 @@ func TestModelGate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := g.enable(context.Background(), base, gatewayRoutes(gc))
+		got := g.enable(context.Background(), base)
 		var enabled []string
 		for _, name := range got.Models() {
 			if got.Model(name).Disabled == "" {
