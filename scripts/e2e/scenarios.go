@@ -92,6 +92,41 @@ func (r *run) mainScenario(ctx context.Context) error {
 	return nil
 }
 
+// guest is a booted copy of the image whose first boot finished.
+type guest struct {
+	*vm
+	banner banner
+	disk   string
+}
+
+// freshGuest boots a new copy of the image with esp on its ESP and waits,
+// for at most bound, for first boot to finish, checked under the name
+// what. g is nil when it did not (err says why when it did not even
+// boot); stop, never nil, kills the guest and removes the copy.
+func (r *run) freshGuest(ctx context.Context, sc string, esp map[string][]byte, bound time.Duration, what string) (g *guest, stop func(), err error) {
+	stop = func() {}
+	disk, err := r.prepareDisk(sc, esp)
+	if err != nil {
+		return nil, stop, err
+	}
+	v, err := r.boot(sc, disk)
+	if err != nil {
+		r.cleanupDisk(disk)
+		return nil, stop, err
+	}
+	stop = func() {
+		v.kill()
+		r.cleanupDisk(disk)
+	}
+	fctx, cancel := context.WithTimeout(ctx, bound)
+	b, _, werr := r.waitFirstboot(fctx, sc, v, 0)
+	cancel()
+	if !r.check(sc, what, werr == nil, "%v", errOrNil(werr)) {
+		return nil, stop, nil
+	}
+	return &guest{vm: v, banner: b, disk: disk}, stop, nil
+}
+
 // poweroff powers the guest off over SSH and waits for QEMU to exit.
 func (r *run) poweroff(sc string, v *vm, s *sshClient) {
 	_, _, _ = s.run("sudo -n systemctl poweroff")
@@ -114,22 +149,13 @@ func (r *run) rebootScenario(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	disk, err := r.prepareDisk(sc, map[string][]byte{"/omerta.yaml": siteConfig(mainProfile, "omerta-reboot", pub, boolp(false))})
-	if err != nil {
+	esp := map[string][]byte{"/omerta.yaml": siteConfig(mainProfile, "omerta-reboot", pub, boolp(false))}
+	g, stop, err := r.freshGuest(ctx, sc, esp, r.opts.firstbootTimeout, "first boot finished")
+	defer stop()
+	if g == nil {
 		return err
 	}
-	defer r.cleanupDisk(disk)
-	v, err := r.boot(sc, disk)
-	if err != nil {
-		return err
-	}
-	defer v.kill()
-	fctx, cancel := context.WithTimeout(ctx, r.opts.firstbootTimeout)
-	b, _, err := r.waitFirstboot(fctx, sc, v, 0)
-	cancel()
-	if !r.check(sc, "first boot finished", err == nil, "%v", errOrNil(err)) {
-		return nil
-	}
+	v, b := g.vm, g.banner
 	admin := r.formAdmin(ctx, sc, v, b)
 	sctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	s, err := dialSSH(sctx, v.sshPort, signer)
@@ -415,25 +441,16 @@ func (r *run) powerLossScenario(ctx context.Context) error {
 func (r *run) badConfigScenario(ctx context.Context) error {
 	const sc = "bad-config"
 	bad := []byte("# an administrator's typo\nprofile: paranoid\nhostname: should-not-apply\n")
-	disk, err := r.prepareDisk(sc, map[string][]byte{
+	esp := map[string][]byte{
 		"/efi/omerta.yaml": []byte("firstboot:\n  lynis: false\n"),
 		"/omerta.yaml":     bad,
-	})
-	if err != nil {
+	}
+	g, stop, err := r.freshGuest(ctx, sc, esp, 15*time.Minute, "first boot completed despite the bad file")
+	defer stop()
+	if g == nil {
 		return err
 	}
-	defer r.cleanupDisk(disk)
-	v, err := r.boot(sc, disk)
-	if err != nil {
-		return err
-	}
-	defer v.kill()
-	fctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
-	bn, _, err := r.waitFirstboot(fctx, sc, v, 0)
-	cancel()
-	if !r.check(sc, "first boot completed despite the bad file", err == nil, "%v", errOrNil(err)) {
-		return nil
-	}
+	v, bn, disk := g.vm, g.banner, g.disk
 	var msg string
 	for _, l := range v.snapshot() {
 		if m := reSiteErr.FindStringSubmatch(l.Text); m != nil {
