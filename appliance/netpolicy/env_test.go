@@ -501,7 +501,9 @@ func famName(f nftables.TableFamily) string {
 func (e *testEnv) hostLinks() map[string]netlink.Link {
 	e.t.Helper()
 	h := handleAt(e.t, e.host)
-	links, err := h.LinkList()
+	// A dump the kernel interrupts (a link going while it is listed, as
+	// waitGone waits for) is listed again, as the package does.
+	links, err := retryDump(h.LinkList)
 	must(e.t, err)
 	out := map[string]netlink.Link{}
 	for _, l := range links {
