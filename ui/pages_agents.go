@@ -15,7 +15,7 @@ import (
 )
 
 type agentsData struct {
-	Agents []apitype.Agent
+	Agents []apitype.AgentSummary
 }
 
 func (s *Server) agentsPage(c *fiber.Ctx) error {

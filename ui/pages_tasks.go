@@ -14,7 +14,7 @@ import (
 )
 
 type tasksData struct {
-	Agents  part[[]apitype.Agent]
+	Agents  part[[]apitype.AgentSummary]
 	Agent   string
 	Tasks   part[[]apitype.Task]
 	Task    part[apitype.Task]

@@ -662,7 +662,7 @@ func (od *omertad) deployAll(b *testing.B, c *apiclient.Client) {
 		if err != nil || len(l.Agents) != fpAgents {
 			return false
 		}
-		return !slices.ContainsFunc(l.Agents, func(a apitype.Agent) bool { return a.Status.State != string(agents.StateRunning) })
+		return !slices.ContainsFunc(l.Agents, func(a apitype.AgentSummary) bool { return a.Status.State != string(agents.StateRunning) })
 	})
 }
 

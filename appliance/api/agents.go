@@ -300,13 +300,9 @@ func (s *Server) agentListJSON(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := apitype.AgentList{Agents: make([]apitype.Agent, 0, len(as))}
+	out := apitype.AgentList{Agents: make([]apitype.AgentSummary, 0, len(as))}
 	for i := range as {
-		v, err := agentView(&as[i])
-		if err != nil {
-			return nil, err
-		}
-		out.Agents = append(out.Agents, v)
+		out.Agents = append(out.Agents, agentSummary(&as[i]))
 	}
 	return json.Marshal(out)
 }
@@ -395,22 +391,12 @@ func (s *Server) answerAgent(c *fiber.Ctx, code int, a agents.Agent, err error) 
 }
 
 func agentView(a *agents.Agent) (apitype.Agent, error) {
-	v := apitype.Agent{
-		ID: a.ID, Tenant: a.Tenant, Config: a.Config, SecretKeys: a.SecretKeys, Desired: string(a.Desired),
-		Generation: a.Generation, PatchPending: a.PatchPending, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
-		Status: statusView(a.Status), GPUs: agentGPUsView(a.GPUs),
-	}
+	v := apitype.Agent{AgentSummary: agentSummary(a), Config: a.Config, SecretKeys: a.SecretKeys}
 	if v.Config == nil {
 		v.Config = map[string]any{}
 	}
 	if v.SecretKeys == nil {
 		v.SecretKeys = []string{}
-	}
-	if m := a.Manifest; m != nil {
-		v.Name, v.Isolation = m.Metadata.Name, string(m.Spec.Isolation)
-		if img := m.Spec.Image; img != nil {
-			v.Image = &apitype.ImageRef{Ref: img.Ref, Digest: img.Digest}
-		}
 	}
 	// The Service redacts secret values in its manifest already; this is
 	// the belt to its braces.
@@ -420,6 +406,22 @@ func agentView(a *agents.Agent) (apitype.Agent, error) {
 	}
 	v.Manifest = raw
 	return v, nil
+}
+
+// agentSummary is a as the list shows it.
+func agentSummary(a *agents.Agent) apitype.AgentSummary {
+	v := apitype.AgentSummary{
+		ID: a.ID, Tenant: a.Tenant, Desired: string(a.Desired),
+		Generation: a.Generation, PatchPending: a.PatchPending, CreatedAt: a.CreatedAt, UpdatedAt: a.UpdatedAt,
+		Status: statusView(a.Status), GPUs: agentGPUsView(a.GPUs),
+	}
+	if m := a.Manifest; m != nil {
+		v.Name, v.Isolation = m.Metadata.Name, string(m.Spec.Isolation)
+		if img := m.Spec.Image; img != nil {
+			v.Image = &apitype.ImageRef{Ref: img.Ref, Digest: img.Digest}
+		}
+	}
+	return v
 }
 
 func statusView(s agents.Status) apitype.AgentStatus {

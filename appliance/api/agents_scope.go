@@ -79,16 +79,11 @@ func (s *Server) scopedAgentList(ctx context.Context, sc policy.Scope) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	out := apitype.AgentList{Agents: []apitype.Agent{}}
+	out := apitype.AgentList{Agents: []apitype.AgentSummary{}}
 	for i := range as {
-		if !sc.Sees(as[i].Tenant) {
-			continue
+		if sc.Sees(as[i].Tenant) {
+			out.Agents = append(out.Agents, agentSummary(&as[i]))
 		}
-		v, err := agentView(&as[i])
-		if err != nil {
-			return nil, err
-		}
-		out.Agents = append(out.Agents, v)
 	}
 	return json.Marshal(out)
 }

@@ -207,11 +207,16 @@ func TestAgentLifecycleRoutes(t *testing.T) {
 		t.Errorf("config %v, secret keys %v: want the secret redacted and named", a.Config, a.SecretKeys)
 	}
 	a = e.waitState(t, "tool-1", "running")
-	// The secret is in no answer, not even in the raw bytes.
-	for _, path := range []string{"/api/v1/agents", "/api/v1/agents/tool-1"} {
-		code, body := raw(t, e.sock, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
-		if code != 200 || strings.Contains(body, testSecret) || !strings.Contains(body, `"(secret)"`) {
-			t.Errorf("GET %s = %d, secret shown or not marked: %s", path, code, body)
+	// The secret is in no answer, not even in the raw bytes; the agent
+	// marks it, the list (a summary) carries no configuration at all.
+	for _, tc := range []struct {
+		path         string
+		config, mark bool
+	}{{"/api/v1/agents", false, false}, {"/api/v1/agents/tool-1", true, true}} {
+		code, body := raw(t, e.sock, "GET "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		if code != 200 || strings.Contains(body, testSecret) || strings.Contains(body, `"(secret)"`) != tc.mark ||
+			strings.Contains(body, `"config"`) != tc.config || strings.Contains(body, `"manifest"`) != tc.config {
+			t.Errorf("GET %s = %d, secret shown, or config, manifest or mark (want %v) wrong: %s", tc.path, code, tc.config, body)
 		}
 	}
 	list, err := e.c.Agents(ctx)

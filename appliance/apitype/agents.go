@@ -214,32 +214,41 @@ type AgentStatus struct {
 	UpdatedAt      time.Time  `json:"updated_at"`
 }
 
-// Agent is the body of GET /api/v1/agents/{id} and an element of the
-// list. Secret values never appear: Config and the manifest's spec.config
-// hold "(secret)" in their place and SecretKeys lists the keys (JSON
-// pointers) that are set.
-type Agent struct {
-	ID           string          `json:"id"`
-	Tenant       string          `json:"tenant"`
-	Name         string          `json:"name"`
-	Image        *ImageRef       `json:"image,omitempty"`
-	Isolation    string          `json:"isolation,omitempty"`
-	Manifest     json.RawMessage `json:"manifest"`
-	Config       map[string]any  `json:"config"`
-	SecretKeys   []string        `json:"secret_keys"`
-	Desired      string          `json:"desired"`
-	Generation   int64           `json:"generation"`
-	PatchPending bool            `json:"patch_pending,omitempty"`
-	CreatedAt    time.Time       `json:"created_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
-	Status       AgentStatus     `json:"status"`
+// AgentSummary is an agent as GET /api/v1/agents lists it: what a list
+// shows (identity, image, desired and observed state, GPU grant), without
+// the manifest, configuration and secret keys, which GET
+// /api/v1/agents/{id} has. Those were four fifths of a listed agent's
+// bytes, and a list is asked for far more often than it is read whole.
+type AgentSummary struct {
+	ID           string      `json:"id"`
+	Tenant       string      `json:"tenant"`
+	Name         string      `json:"name"`
+	Image        *ImageRef   `json:"image,omitempty"`
+	Isolation    string      `json:"isolation,omitempty"`
+	Desired      string      `json:"desired"`
+	Generation   int64       `json:"generation"`
+	PatchPending bool        `json:"patch_pending,omitempty"`
+	CreatedAt    time.Time   `json:"created_at"`
+	UpdatedAt    time.Time   `json:"updated_at"`
+	Status       AgentStatus `json:"status"`
 	// GPUs is the agent's GPU grant; nil when it holds none.
 	GPUs *AgentGPUs `json:"gpus,omitempty"`
 }
 
+// Agent is the body of GET /api/v1/agents/{id}: its summary and the rest.
+// Secret values never appear: Config and the manifest's spec.config hold
+// "(secret)" in their place and SecretKeys lists the keys (JSON pointers)
+// that are set.
+type Agent struct {
+	AgentSummary
+	Manifest   json.RawMessage `json:"manifest"`
+	Config     map[string]any  `json:"config"`
+	SecretKeys []string        `json:"secret_keys"`
+}
+
 // AgentList is the body of GET /api/v1/agents, sorted by id.
 type AgentList struct {
-	Agents []Agent `json:"agents"`
+	Agents []AgentSummary `json:"agents"`
 }
 
 // TaskCreate is the body of POST /api/v1/agents/{id}/tasks. Input is the

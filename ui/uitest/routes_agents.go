@@ -67,9 +67,9 @@ func (f *Fake) agentRoutes() {
 	f.route("GET /api/v1/agents", "agents.read", func(w http.ResponseWriter, r *http.Request, _ principal) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		out := apitype.AgentList{Agents: []apitype.Agent{}}
+		out := apitype.AgentList{Agents: []apitype.AgentSummary{}}
 		for _, a := range f.agents {
-			out.Agents = append(out.Agents, *a)
+			out.Agents = append(out.Agents, a.AgentSummary)
 		}
 		sort.Slice(out.Agents, func(i, j int) bool { return out.Agents[i].ID < out.Agents[j].ID })
 		writeJSON(w, http.StatusOK, out)
@@ -230,8 +230,9 @@ func (f *Fake) deploy(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	now := time.Now().UTC()
-	a := &apitype.Agent{ID: id, Tenant: "default", Name: e.Name, Image: e.Image, Manifest: e.Manifest, Config: map[string]any{}, SecretKeys: []string{},
-		Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}}
+	a := &apitype.Agent{AgentSummary: apitype.AgentSummary{ID: id, Tenant: "default", Name: e.Name, Image: e.Image,
+		Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}},
+		Manifest: e.Manifest, Config: map[string]any{}, SecretKeys: []string{}}
 	for k, v := range req.Config {
 		a.Config[k] = v
 	}
@@ -256,9 +257,10 @@ func (f *Fake) AddAgents(n int) {
 	states := []string{"running", "running", "running", "backoff", "stopped"}
 	for i := range n {
 		id := fmt.Sprintf("agent-%03d", i)
-		f.agents[id] = &apitype.Agent{ID: id, Tenant: "default", Name: e.Name, Image: e.Image, Manifest: e.Manifest,
-			Config: map[string]any{"title": "agent " + strconv.Itoa(i)}, SecretKeys: []string{}, Desired: "enabled", Generation: 1,
-			CreatedAt: now, UpdatedAt: now, Status: apitype.AgentStatus{State: states[i%len(states)], Container: id + "-g1", UpdatedAt: now}}
+		f.agents[id] = &apitype.Agent{AgentSummary: apitype.AgentSummary{ID: id, Tenant: "default", Name: e.Name, Image: e.Image,
+			Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now,
+			Status: apitype.AgentStatus{State: states[i%len(states)], Container: id + "-g1", UpdatedAt: now}},
+			Manifest: e.Manifest, Config: map[string]any{"title": "agent " + strconv.Itoa(i)}, SecretKeys: []string{}}
 	}
 }
 

@@ -27,9 +27,10 @@ func (f *Fake) AddUIAgent(id, mode string) {
 	m := `{"apiVersion":"omertaos.dev/v1","kind":"Agent","metadata":{"id":"` + id + `","name":"UI agent"},` +
 		`"spec":{"image":{"ref":"omertaos.local/agents/web:0.1.0"},"resources":{"cpu":"250m","memory":"64Mi","pids":64},` +
 		`"network":{"mode":` + strconv.Quote(mode) + `},"ports":[{"name":"http","port":8080}]}}`
-	f.agents[id] = &apitype.Agent{ID: id, Tenant: "default", Name: "UI agent", Manifest: json.RawMessage(m), Config: map[string]any{},
-		SecretKeys: []string{}, Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now,
-		Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}}
+	f.agents[id] = &apitype.Agent{AgentSummary: apitype.AgentSummary{ID: id, Tenant: "default", Name: "UI agent",
+		Desired: "enabled", Generation: 1, CreatedAt: now, UpdatedAt: now,
+		Status: apitype.AgentStatus{State: "running", Container: id + "-g1", UpdatedAt: now}},
+		Manifest: json.RawMessage(m), Config: map[string]any{}, SecretKeys: []string{}}
 }
 
 // agentUIRoutes stand in for omertad's ANY /api/v1/agents/{id}/ui/{path}
