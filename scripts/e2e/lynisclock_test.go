@@ -1,0 +1,125 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The image's Lynis plugin that stamps the log without date(1); its
+// stamps are what lynisSlowest reads.
+const (
+	clockPlugin = "../../image/mkosi.extra/etc/lynis/plugins/plugin_clock_phase1"
+	lynisCustom = "../../image/mkosi.extra/etc/lynis/custom.prf"
+)
+
+// dash runs script with the plugin sourced, as Lynis (/bin/sh) would.
+func dash(t *testing.T, env []string, script string, args ...string) string {
+	t.Helper()
+	sh, err := exec.LookPath("dash")
+	if err != nil {
+		t.Skip("dash is not installed: Lynis runs the plugin under /bin/sh, which is dash on the image")
+	}
+	plugin, err := filepath.Abs(clockPlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(sh, append([]string{"-c", ". " + plugin + "\n" + script, "sh"}, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin", "LOGFILE=", "LOGTEXT=0"}, env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dash: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// The calendar in the shell's arithmetic, against Go's, at the days that
+// catch such code out: leap days, the century that is not a leap year.
+func TestLynisClockCalendar(t *testing.T) {
+	epochs := []int64{0, 59, 86399, 86400, 951782400, 951868799, 951868800, 1709251199, 1735689599,
+		1735689600, 1798761599, 4107542399, 4107542400, 253402300799}
+	args := make([]string, len(epochs))
+	for i, e := range epochs {
+		args[i] = strconv.FormatInt(e, 10)
+	}
+	// The uptime read at the start is the one OmertaClock reads next
+	// (to the second), so the stamp is the epoch's own.
+	out := dash(t, nil, `for T in "$@"; do
+	read u r </proc/uptime; OMERTA_CLOCK_U0=${u%.*}; OMERTA_CLOCK_T0=$T; OMERTA_CLOCK_OFF=0
+	OmertaClock; echo "$CDATE"
+done`, args...)
+	got := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(got) != len(epochs) {
+		t.Fatalf("%d stamps for %d epochs:\n%s", len(got), len(epochs), out)
+	}
+	for i, e := range epochs {
+		want, next := time.Unix(e, 0).UTC().Format(time.DateTime), time.Unix(e+1, 0).UTC().Format(time.DateTime)
+		if got[i] != want && got[i] != next { // the uptime may tick in between
+			t.Errorf("epoch %d: stamp %q, want %q", e, got[i], want)
+		}
+	}
+}
+
+// In any zone the stamp is date(1)'s local time to within a second, and
+// the log's lines keep the form lynisSlowest reads.
+func TestLynisClockLog(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "lynis.log")
+	for _, tz := range []string{"UTC", "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham"} {
+		out := dash(t, []string{"TZ=" + tz}, `OmertaClock; echo "$CDATE"; date "+%Y-%m-%d %H:%M:%S"`)
+		f := strings.Split(strings.TrimSpace(out), "\n")
+		if len(f) != 2 {
+			t.Fatalf("%s: %q", tz, out)
+		}
+		a, errA := time.Parse(time.DateTime, f[0])
+		b, errB := time.Parse(time.DateTime, f[1])
+		if errA != nil || errB != nil || b.Sub(a) < 0 || b.Sub(a) > time.Second {
+			t.Errorf("%s: plugin %q, date(1) %q", tz, f[0], f[1])
+		}
+	}
+	dash(t, []string{"LOGFILE=" + log, "LOGTEXT=1"}, `LogText "Performing test ID KRNL-6000 (Check sysctl key pairs in scan profile)"; LogTextBreak`)
+	data, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	// The plugin's own line, the test's, the break.
+	if len(lines) != 3 || !strings.HasSuffix(lines[1], " Performing test ID KRNL-6000 (Check sysctl key pairs in scan profile)") ||
+		!strings.HasSuffix(lines[2], " ====") {
+		t.Fatalf("log:\n%s", data)
+	}
+	for _, l := range lines {
+		if _, err := time.Parse(time.DateTime, l[:min(len(l), 19)]); err != nil {
+			t.Errorf("line %q: %v", l, err)
+		}
+	}
+	if tests, _ := lynisSlowest(string(data), 5); len(tests) != 1 || tests[0].ID != "KRNL-6000" {
+		t.Errorf("lynisSlowest = %+v", tests)
+	}
+}
+
+// Lynis runs a plugin only when a profile names it, and phase 1's plugins
+// in the order of their names: this one must come before Debian's, whose
+// scan of every binary logs a line each.
+func TestLynisClockEnabled(t *testing.T) {
+	plugin, err := os.ReadFile(clockPlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(plugin), "\n# PLUGIN_NAME=clock\n") {
+		t.Errorf("%s names no plugin clock", clockPlugin)
+	}
+	prf, err := os.ReadFile(lynisCustom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(prf), "\nplugin=clock\n") {
+		t.Errorf("%s does not enable plugin clock", lynisCustom)
+	}
+	if name := filepath.Base(clockPlugin); name >= "plugin_debian_phase1" {
+		t.Errorf("%s runs after plugin_debian_phase1", name)
+	}
+}
