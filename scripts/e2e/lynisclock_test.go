@@ -87,7 +87,7 @@ func TestLynisClockLog(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
 	// The plugin's own line, the test's, the break.
-	if len(lines) != 3 || !strings.HasSuffix(lines[1], " Performing test ID KRNL-6000 (Check sysctl key pairs in scan profile)") ||
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], " Result: "+clockPluginLine) || !strings.HasSuffix(lines[1], " Performing test ID KRNL-6000 (Check sysctl key pairs in scan profile)") ||
 		!strings.HasSuffix(lines[2], " ====") {
 		t.Fatalf("log:\n%s", data)
 	}

@@ -14,6 +14,10 @@ type lynisTest struct {
 	Seconds float64 `json:"seconds"`
 }
 
+// clockPluginLine is what the image's Lynis plugin plugin_clock_phase1
+// logs when it starts.
+const clockPluginLine = "log lines are stamped from /proc/uptime from here on (plugin clock)"
+
 // lynisLogLimit bounds what is read of /var/log/lynis.log (a full audit
 // writes about 1 MiB); maxLynisTimed bounds the list in the results.
 const (
