@@ -279,11 +279,12 @@ func (s *Server) listAgents(c *fiber.Ctx) error {
 	if err != nil {
 		return s.fail(c, err)
 	}
-	build := func() ([]byte, error) { return s.agentListJSON(ctx) }
+	build := func() ([]byte, error) { return s.agentListJSON(ctx, nil) }
 	_, pure := s.deps.Agents.Service.(*agents.Service)
 	var b []byte
 	if restricted {
-		b, err = s.scopedAgentList(ctx, sc)
+		// Made afresh: the cached list is everyone's.
+		b, err = s.agentListJSON(ctx, sc.Sees)
 	} else {
 		b, err = s.fromDB(ctx, pure, &s.agentList, build)
 	}
@@ -294,15 +295,18 @@ func (s *Server) listAgents(c *fiber.Ctx) error {
 	return c.Send(b)
 }
 
-// agentListJSON is GET /agents's answer, made afresh.
-func (s *Server) agentListJSON(ctx context.Context) ([]byte, error) {
+// agentListJSON is GET /agents's answer, made afresh: every agent, or,
+// with sees, the agents of the tenants it sees (a restricted caller's).
+func (s *Server) agentListJSON(ctx context.Context, sees func(tenant string) bool) ([]byte, error) {
 	as, err := s.deps.Agents.Service.List(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := apitype.AgentList{Agents: make([]apitype.AgentSummary, 0, len(as))}
 	for i := range as {
-		out.Agents = append(out.Agents, agentSummary(&as[i]))
+		if sees == nil || sees(as[i].Tenant) {
+			out.Agents = append(out.Agents, agentSummary(&as[i]))
+		}
 	}
 	return json.Marshal(out)
 }

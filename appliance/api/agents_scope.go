@@ -2,12 +2,10 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
-	"github.com/omertaos/omertaos/appliance/apitype"
 	"github.com/omertaos/omertaos/appliance/policy"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
@@ -70,22 +68,6 @@ func (s *Server) scopedTask(h fiber.Handler) fiber.Handler {
 		}
 		return h(c)
 	}
-}
-
-// scopedAgentList is GET /agents's answer for a restricted caller, made
-// afresh (the cached list is everyone's): the agents of its tenants.
-func (s *Server) scopedAgentList(ctx context.Context, sc policy.Scope) ([]byte, error) {
-	as, err := s.deps.Agents.Service.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := apitype.AgentList{Agents: []apitype.AgentSummary{}}
-	for i := range as {
-		if sc.Sees(as[i].Tenant) {
-			out.Agents = append(out.Agents, agentSummary(&as[i]))
-		}
-	}
-	return json.Marshal(out)
 }
 
 // deployScope refuses a deploy into a tenant out of the caller's scope.

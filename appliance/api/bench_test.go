@@ -38,7 +38,7 @@ func BenchmarkListAgents200Uncached(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, err := e.srv.agentListJSON(ctx); err != nil {
+		if _, err := e.srv.agentListJSON(ctx, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
