@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
+
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // NVIDIA's PCI vendor ID, and the PCI base class of display controllers
@@ -29,8 +31,8 @@ const (
 	maxSysfsAttr = 4096
 )
 
-// pciAddress is a PCI function's name in sysfs, "0000:1b:00.0".
-var pciAddress = regexp.MustCompile(`^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
+// PCIAddress is a PCI function's name in sysfs, "0000:1b:00.0".
+var PCIAddress = regexp.MustCompile(`^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$`)
 
 // nvidiaPCIGPUs lists the NVIDIA GPUs on the PCI bus, driver or none: what
 // decides whether a missing driver matters. A machine without a PCI bus
@@ -50,7 +52,7 @@ func nvidiaPCIGPUs(r *reader, p *problems) []string {
 	}
 	for _, e := range ents {
 		name := e.Name()
-		if !pciAddress.MatchString(name) {
+		if !PCIAddress.MatchString(name) {
 			continue // not a PCI function; the name is never shown
 		}
 		vendor, verr := r.fs.ReadFile(pciDevicesDir+"/"+name+"/vendor", maxSysfsAttr)
@@ -66,12 +68,25 @@ func nvidiaPCIGPUs(r *reader, p *problems) []string {
 	return out
 }
 
-// kernelRelease is a release name usable in a path: the kernel's own
+// KernelRelease is a release name usable in a path: the kernel's own
 // ("6.12.38+deb13-amd64"), nothing a glob or a path would read otherwise.
-var kernelRelease = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$`)
+// appliance/gpu/extension checks its manifest's kernel with it.
+var KernelRelease = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+~-]{0,127}$`)
 
-// extensionDirs are where systemd-sysext looks for extension images.
-var extensionDirs = []string{"/etc/extensions", "/run/extensions", "/var/lib/extensions", "/usr/lib/extensions", "/usr/local/lib/extensions"}
+// extensionDirs are where systemd-sysext looks for extension images, and
+// where the image keeps its NVIDIA extension until a GPU asks for it
+// (appliance/gpu/extension).
+var extensionDirs = []string{"/etc/extensions", "/run/extensions", "/var/lib/extensions", "/usr/lib/extensions", "/usr/local/lib/extensions", "/usr/lib/omerta/extensions"}
+
+// NVIDIAPCIGPUs lists the PCI functions of root that are NVIDIA GPUs
+// (vendor 0x10de, a display controller class), the way the probe counts
+// them, and what could not be read on the way; appliance/gpu/extension
+// merges the driver only when gpus is not empty.
+func NVIDIAPCIGPUs(root rootfs.Root) (gpus, unread []string) {
+	var p problems
+	gpus = nvidiaPCIGPUs(&reader{fs: root}, &p)
+	return gpus, p
+}
 
 // libraryGlobs are where Debian and other distributions put libnvidia-ml.
 var libraryGlobs = []string{"/usr/lib/*-linux-gnu/libnvidia-ml.so.1", "/usr/lib64/libnvidia-ml.so.1", "/usr/lib/libnvidia-ml.so.1"}
@@ -89,7 +104,7 @@ func driverFiles(r *reader, p *problems) []string {
 	// The host probe reports an unreadable release; without it only the
 	// module is not looked for.
 	if b, err := r.read("/proc/sys/kernel/osrelease"); err == nil {
-		if rel := strings.TrimSpace(string(b)); kernelRelease.MatchString(rel) {
+		if rel := strings.TrimSpace(string(b)); KernelRelease.MatchString(rel) {
 			for _, mods := range []string{"/usr/lib/modules/", "/lib/modules/"} {
 				base := mods + rel
 				globs = append(globs, base+"/*/nvidia.ko*", base+"/*/*/nvidia.ko*", base+"/kernel/drivers/video/nvidia.ko*")
