@@ -1,15 +1,21 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/omertaos/omertaos/appliance/apiclient"
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/gpu/extension"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 	"github.com/omertaos/omertaos/appliance/terminal"
 )
 
@@ -21,8 +27,89 @@ func newGPUCmd() *cobra.Command {
 GPU and MIG device admission hands out, its memory, and the agents it is
 granted to; without a driver or a supported GPU, why not.`,
 	}
-	cmd.AddCommand(newGPUListCmd(), newGPUGetCmd())
+	cmd.AddCommand(newGPUListCmd(), newGPUGetCmd(), newGPUExtensionCmd())
 	return cmd
+}
+
+func newGPUExtensionCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "extension",
+		Short: "The NVIDIA driver's system extension",
+		Long: `The image carries the NVIDIA driver as a systemd system extension,
+` + extension.Dir + `/` + extension.Name + `.raw, merged into /usr
+only on a machine with an NVIDIA GPU.`,
+	}
+	cmd.AddCommand(newGPUExtensionMergeCmd())
+	return cmd
+}
+
+func newGPUExtensionMergeCmd() *cobra.Command {
+	var force bool
+	var root string
+	cmd := &cobra.Command{
+		Use:   "merge",
+		Short: "Merge the NVIDIA driver extension if the PCI bus has an NVIDIA GPU",
+		Long: `Merge ` + extension.Dir + `/` + extension.Name + `.raw (the NVIDIA driver
+built for this image's kernel) when the PCI bus has an NVIDIA GPU (vendor
+0x10de, a display class): after checking its manifest, its kernel against the
+running one and its size and SHA-256 against the manifest, it links it into
+` + extension.LinkDir + `, runs systemd-sysext refresh and, with a GPU, replays
+the GPUs' uevents (udevadm trigger) so that the modules load now.
+
+Without a GPU it merges nothing and exits 0; --force merges anyway (until the
+next boot; the modules then have no device to bind). A refused or failed merge
+exits 1 and leaves no link (except after a failed udevadm trigger: the
+extension is merged by then and stays). One line on standard output says what
+happened; ` + extension.StatePath + ` records it, and first boot
+copies that into its report. omerta-nvidia-extension.service runs this early
+at every boot.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := rootfs.New(root)
+			if err != nil {
+				return err
+			}
+			s, err := extension.Merge(cmd.Context(), extension.Options{Root: r, Runner: extensionRunner(r), Force: force})
+			fmt.Fprintln(cmd.OutOrStdout(), terminal.Escape(s.Line()))
+			if err != nil && err.Error() == s.Reason {
+				return exitCode(1) // the line said why
+			}
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "merge even with no NVIDIA GPU on the PCI bus")
+	cmd.Flags().StringVar(&root, "root", "/", "resolve every path under this directory (tests; systemd-sysext and udevadm run only for \"/\")")
+	_ = cmd.Flags().MarkHidden("root")
+	return cmd
+}
+
+// extensionRunner runs systemd-sysext and udevadm for the merge; tests
+// replace it. Under a root other than "/" it runs nothing: both programs
+// act on the running system, not on a tree.
+var extensionRunner = func(root rootfs.Root) extension.Runner {
+	if !root.IsHost() {
+		return refuseRunner{root.Dir()}
+	}
+	return execRunner{timeout: 2 * time.Minute}
+}
+
+// errNotHost is what refuseRunner answers.
+var errNotHost = errors.New("runs only on the running system's root, /")
+
+type refuseRunner struct{ root string }
+
+func (r refuseRunner) Run(_ context.Context, name string, _ ...string) ([]byte, error) {
+	return nil, fmt.Errorf("%s: %w, not under --root %q", name, errNotHost, r.root)
+}
+
+// execRunner runs a program of the running system, bounded in time (a
+// refresh that hangs must not hold the boot).
+type execRunner struct{ timeout time.Duration }
+
+func (e execRunner) Run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
 
 func newGPUListCmd() *cobra.Command {

@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/omertaos/omertaos/appliance/apitype"
+	"github.com/omertaos/omertaos/appliance/gpu/extension"
+	"github.com/omertaos/omertaos/appliance/rootfs"
 )
 
 // fakeGPUAPI serves GET /api/v1/gpus with l and GET /api/v1/gpus/{uuid}
@@ -127,5 +132,114 @@ func TestGPUListUnavailable(t *testing.T) {
 				t.Errorf("gpu list = %q, %v; want %q", out, err, tc.want)
 			}
 		})
+	}
+}
+
+// extensionTree is a root holding the NVIDIA extension, its manifest, the
+// running kernel and gpus NVIDIA GPUs on the PCI bus.
+func extensionTree(t *testing.T, gpus int, kernel string) string {
+	t.Helper()
+	dir := t.TempDir()
+	img := []byte("erofs image")
+	sum := sha256.Sum256(img)
+	quoted, _ := json.Marshal(kernel)
+	files := map[string]string{
+		extension.Dir + "/omerta-nvidia.raw": string(img),
+		extension.Dir + "/omerta-nvidia.json": fmt.Sprintf(`{"name":"omerta-nvidia","file":"omerta-nvidia.raw","size":%d,"sha256":"%x","driver_version":"550.163.01","kernel":%s,"modules":"open"}`,
+			len(img), sum, quoted),
+		"/proc/sys/kernel/osrelease": "6.12.57+deb13-amd64\n",
+	}
+	for i := range gpus {
+		d := fmt.Sprintf("/sys/bus/pci/devices/0000:%02x:00.0/", 0x1b+i)
+		files[d+"vendor"], files[d+"class"] = "0x10de\n", "0x030200\n"
+	}
+	for p, data := range files {
+		p = filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+type recordingRunner struct{ calls []string }
+
+func (r *recordingRunner) Run(_ context.Context, name string, args ...string) ([]byte, error) {
+	r.calls = append(r.calls, strings.Join(append([]string{name}, args...), " "))
+	return nil, nil
+}
+
+func runExtensionMerge(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newGPUCmd()
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(append([]string{"extension", "merge"}, args...))
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+func TestGPUExtensionMerge(t *testing.T) {
+	const kernel = "6.12.57+deb13-amd64"
+	const what = "NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) "
+	for _, tc := range []struct {
+		name, kernel string
+		gpus         int
+		args         []string
+		out          string
+		calls        int
+		exit         bool
+	}{
+		{"no GPU", kernel, 0, nil, what + "not merged: no NVIDIA GPU on the PCI bus\n", 0, false},
+		{"eight GPUs", kernel, 8, nil, what + "merged: 8 NVIDIA GPUs on the PCI bus\n", 2, false},
+		{"forced", kernel, 0, []string{"--force"}, what + "merged: forced, with no NVIDIA GPU on the PCI bus\n", 1, false},
+		{"another kernel", "6.1.0-30-amd64", 1, nil,
+			what + `refused: kernel mismatch: the extension's modules are built for "6.1.0-30-amd64", running "6.12.57+deb13-amd64"` + "\n", 0, true},
+		{"foreign kernel string escaped", "6.1\x1b[2J", 1, nil, `NVIDIA extension refused: /usr/lib/omerta/extensions/omerta-nvidia.json: manifest: kernel: "6.1\x1b[2J" is not a kernel release`, 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := extensionTree(t, tc.gpus, tc.kernel)
+			run := &recordingRunner{}
+			old := extensionRunner
+			extensionRunner = func(rootfs.Root) extension.Runner { return run }
+			t.Cleanup(func() { extensionRunner = old })
+			out, err := runExtensionMerge(t, append(tc.args, "--root", dir)...)
+			var ec exitCode
+			if gotExit := errors.As(err, &ec) && ec == 1; gotExit != tc.exit || (!tc.exit && err != nil) {
+				t.Fatalf("err %v, want exit status 1: %v", err, tc.exit)
+			}
+			if !strings.HasPrefix(out, tc.out) || strings.Count(out, "\n") != 1 || strings.Contains(out, "\x1b") || len(run.calls) != tc.calls {
+				t.Fatalf("output %q, calls %q; want %q and %d calls", out, run.calls, tc.out, tc.calls)
+			}
+			if _, err := os.Stat(filepath.Join(dir, extension.StatePath)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// Under --root, the real runner starts no program: systemd-sysext and
+// udevadm would act on this machine, not on the tree.
+func TestGPUExtensionMergeUnderRootRunsNothing(t *testing.T) {
+	dir := extensionTree(t, 0, "6.12.57+deb13-amd64")
+	r, err := rootfs.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := extensionRunner(r).Run(context.Background(), "systemd-sysext", "refresh"); !errors.Is(err, errNotHost) {
+		t.Fatalf("runner under %s: %v", dir, err)
+	}
+	out, err := runExtensionMerge(t, "--force", "--root", dir)
+	var ec exitCode
+	if !errors.As(err, &ec) || !strings.Contains(out, "failed: systemd-sysext refresh") || !strings.Contains(out, "runs only on the running system") {
+		t.Fatalf("output %q, err %v", out, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, extension.LinkDir, "omerta-nvidia.raw")); err == nil {
+		t.Fatal("a failed merge left its link")
 	}
 }

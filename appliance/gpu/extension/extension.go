@@ -72,7 +72,7 @@ var (
 	// (through *FieldError).
 	ErrInvalid = errors.New("invalid")
 	// ErrKernel: the extension's modules are for another kernel.
-	ErrKernel = errors.New("built for another kernel")
+	ErrKernel = errors.New("kernel mismatch")
 	// ErrImage: the image is not the file its manifest describes.
 	ErrImage = errors.New("the image does not match its manifest")
 	// ErrCommand: systemd-sysext or udevadm failed.

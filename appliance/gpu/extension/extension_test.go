@@ -226,7 +226,7 @@ func TestMergeRefusesImages(t *testing.T) {
 		// host's file.
 		{"image a link out of the root", image(func(p string) { os.Remove(p); os.Symlink("../../../../../../../../etc/hostname", p) }), nil, Refused, fs.ErrNotExist, "the image"},
 		{"another kernel", manifestEdit(func(m *Manifest) { m.Kernel = "6.12.38+deb13-amd64" }), nil, Refused, ErrKernel,
-			`the extension's modules are built for "6.12.38+deb13-amd64", running "6.12.57+deb13-amd64"`},
+			`kernel mismatch: the extension's modules are built for "6.12.38+deb13-amd64", running "6.12.57+deb13-amd64"`},
 		{"refresh fails: no link left", nil, map[string]bool{"systemd-sysext": true}, Failed, ErrCommand, `systemd-sysext refresh: exit status 1: "Failed to merge"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
