@@ -29,6 +29,21 @@
 // complete and signed in its time, offered in place of the newer one: an
 // auditor who needs the audit's result requires Audit.Status "done".
 //
+// # The NVIDIA driver extension
+//
+// header.gpu_extension, when present, says what `omerta gpu extension
+// merge` did at the boot that ran first boot with the image's NVIDIA
+// driver, a system extension merged only on a machine with an NVIDIA GPU:
+// {"outcome": "merged" | "not-merged" | "refused" | "failed", "reason",
+// "forced", "driver_version", "modules", "kernel", "sha256"}, copied from
+// /run/omerta/gpu-extension.json (read bounded and strictly, see
+// appliance/gpu/extension.ReadState). When that file was there but could
+// not be read or was invalid, the outcome is "unreadable" and the reason
+// says why, so a report never hides that the record was tampered with;
+// when there was none (an image without the extension), the member is
+// absent. It was added to v2 as an optional member: reports sealed
+// without it verify as before.
+//
 // # Canonical encoding
 //
 // Hashes are taken over values, not bytes, so that reformatting a report

@@ -65,6 +65,8 @@ func testReport() *Report {
 				{ID: "gpu.memory", Status: "warn", Reason: "below the recommended GPU memory for pro", Measured: "24 GiB", Required: ">= 40 GiB"},
 			}},
 			LynisAudit: LynisAudit{Status: AuditDeferred},
+			GPUExtension: &GPUExtension{Outcome: GPUExtensionMerged, Reason: "8 NVIDIA GPUs on the PCI bus",
+				DriverVersion: "550.163.01", Modules: "open", Kernel: "6.12.57+deb13-amd64", SHA256: strings.Repeat("5e", 32)},
 			Site: Site{
 				Sources: []config.Source{
 					{Path: "/etc/omerta/omerta.yaml", Present: true, SHA256: strings.Repeat("0f", 32)},

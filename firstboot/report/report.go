@@ -64,9 +64,55 @@ type Header struct {
 	// LynisAudit says whether the Lynis audit runs after first boot or
 	// was skipped; its result is an addendum.
 	LynisAudit LynisAudit `json:"lynis_audit"`
-	Site       Site       `json:"site"`
-	Steps      []Step     `json:"steps"`
+	// GPUExtension is what became of the image's NVIDIA driver extension
+	// at the boot that ran first boot; absent when that boot recorded
+	// nothing (an image without the extension, or a report sealed before
+	// the field existed).
+	GPUExtension *GPUExtension `json:"gpu_extension,omitempty"`
+	Site         Site          `json:"site"`
+	Steps        []Step        `json:"steps"`
 }
+
+// GPUExtension is /run/omerta/gpu-extension.json as first boot read it
+// (appliance/gpu/extension.State, without its time and PCI addresses).
+type GPUExtension struct {
+	// Outcome is GPUExtensionMerged, GPUExtensionNotMerged,
+	// GPUExtensionRefused, GPUExtensionFailed, or GPUExtensionUnreadable
+	// when the state file was there but could not be read or was invalid;
+	// Reason then says why.
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason"`
+	// Forced is true when the merge was asked for without a GPU.
+	Forced bool `json:"forced"`
+	// DriverVersion, Modules ("open" or "proprietary"), Kernel and SHA256
+	// (of the extension image) come from its manifest; empty when the
+	// manifest could not be read.
+	DriverVersion string `json:"driver_version"`
+	Modules       string `json:"modules"`
+	Kernel        string `json:"kernel"`
+	SHA256        string `json:"sha256"`
+}
+
+// Describe says what became of the extension, in one line (unescaped).
+func (g GPUExtension) Describe() string {
+	what := "driver extension"
+	if g.DriverVersion != "" {
+		what = fmt.Sprintf("driver extension %s (%s modules, kernel %s)", g.DriverVersion, g.Modules, g.Kernel)
+	}
+	if g.Forced {
+		what += ", forced,"
+	}
+	return fmt.Sprintf("%s %s: %s", what, g.Outcome, g.Reason)
+}
+
+// The outcomes of header.gpu_extension.
+const (
+	GPUExtensionMerged     = "merged"
+	GPUExtensionNotMerged  = "not-merged"
+	GPUExtensionRefused    = "refused"
+	GPUExtensionFailed     = "failed"
+	GPUExtensionUnreadable = "unreadable"
+)
 
 // LynisAudit is what first boot decided about the Lynis audit.
 type LynisAudit struct {

@@ -67,17 +67,61 @@ func TestGoldenHTML(t *testing.T) {
 // The golden report must verify as it is stored, so a change to the hashing
 // that also regenerated the golden file would still be caught by an old copy
 // elsewhere; here it proves the committed file is a valid v1 report.
+//
+// report-before-gpu-extension.json is the golden report as sealed before
+// header.gpu_extension existed: an optional member, whose absence must
+// still verify.
 func TestGoldenFileVerifies(t *testing.T) {
-	data, err := os.ReadFile("testdata/report.golden.json")
-	if err != nil {
+	for _, name := range []string{"report.golden.json", "report-before-gpu-extension.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := Verify(data, testKey(t).Public().(ed25519.PublicKey))
+		if err != nil {
+			t.Fatalf("%s does not verify: %v", name, err)
+		}
+		if !v.Trusted {
+			t.Fatalf("%s: verification with the supplied key is not trusted", name)
+		}
+	}
+}
+
+// header.gpu_extension is inside the header hash: changing, adding or
+// removing it breaks the signature.
+func TestGPUExtensionIsSigned(t *testing.T) {
+	_, data := sealed(t)
+	pub := testKey(t).Public().(ed25519.PublicKey)
+	for name, edit := range map[string]func(g map[string]any, h map[string]any){
+		"outcome":    func(g, _ map[string]any) { g["outcome"] = "not-merged" },
+		"forced":     func(g, _ map[string]any) { g["forced"] = true },
+		"sha256":     func(g, _ map[string]any) { g["sha256"] = strings.Repeat("00", 32) },
+		"removed":    func(_, h map[string]any) { delete(h, "gpu_extension") },
+		"unreadable": func(g, _ map[string]any) { g["outcome"], g["reason"] = "unreadable", "x" },
+	} {
+		doc, err := parseStrict(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := doc.(map[string]any)["header"].(map[string]any)
+		edit(h["gpu_extension"].(map[string]any), h)
+		b, _ := json.Marshal(doc)
+		if v, err := Verify(b, pub); err == nil || v.OK() {
+			t.Errorf("%s: edited header.gpu_extension verified", name)
+		}
+	}
+	// Sealed without it, a report verifies.
+	r := testReport()
+	r.Header.GPUExtension = nil
+	if err := Seal(r, testKey(t)); err != nil {
 		t.Fatal(err)
 	}
-	v, err := Verify(data, testKey(t).Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatalf("golden report does not verify: %v", err)
+	b, _ := Marshal(r)
+	if bytes.Contains(b, []byte("gpu_extension")) {
+		t.Fatal("an absent gpu_extension was written")
 	}
-	if !v.Trusted {
-		t.Fatal("verification with the supplied key is not trusted")
+	if _, err := Verify(b, pub); err != nil {
+		t.Fatalf("a report without gpu_extension: %v", err)
 	}
 }
 
@@ -286,6 +330,10 @@ func TestSealRefusesBadContent(t *testing.T) {
 		{"lynis_audit status", func(r *Report) { r.Header.LynisAudit.Status = "later" }, `header.lynis_audit.status: "later" is not one of deferred, skipped`},
 		{"skipped without reason", func(r *Report) { r.Header.LynisAudit.Status = AuditSkipped }, "header.lynis_audit.reason: empty"},
 		{"deferred with reason", func(r *Report) { r.Header.LynisAudit.Reason = "because" }, `header.lynis_audit.reason: "because", but a deferred audit`},
+		{"gpu_extension outcome", func(r *Report) { r.Header.GPUExtension.Outcome = "maybe" }, `header.gpu_extension.outcome: "maybe" is not one of`},
+		{"gpu_extension reason", func(r *Report) { r.Header.GPUExtension.Reason = "" }, "header.gpu_extension.reason: empty"},
+		{"gpu_extension sha256", func(r *Report) { r.Header.GPUExtension.SHA256 = "ABC" }, `header.gpu_extension.sha256: "ABC"`},
+		{"gpu_extension kernel", func(r *Report) { r.Header.GPUExtension.Kernel = "6.12\x1b[2J" }, "header.gpu_extension.kernel"},
 		{"lynis index", withAddenda(func(a []Addendum) { a[0].Lynis.Index = 101 }), "addenda[0].lynis.index: 101"},
 		{"lynis suggestions", withAddenda(func(a []Addendum) { a[0].Lynis.Suggestions = -1 }), "addenda[0].lynis.suggestions: -1"},
 		{"addendum kind", withAddenda(func(a []Addendum) { a[0].Kind = "nmap" }), `addenda[0].kind: "nmap" is not "lynis"`},

@@ -99,6 +99,9 @@ func writeHeader(ew *errWriter, h *Header) {
 	}
 	ew.printf("  ran        %s .. %s (%s), %d attempt(s)\n", h.StartedAt.Format("2006-01-02 15:04:05Z07:00"), h.FinishedAt.Format("15:04:05Z07:00"), clock, h.Attempts)
 	ew.printf("  probe      %s (%d checks)\n", esc(h.Probe.Status), len(h.Probe.Checks))
+	if g := h.GPUExtension; g != nil {
+		ew.printf("  nvidia     %s\n", esc(g.Describe()))
+	}
 	for _, p := range h.Site.Problems {
 		ew.printf("  site       %s\n", esc(p))
 	}

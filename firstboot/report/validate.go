@@ -52,6 +52,9 @@ func validate(r *Report) error {
 	if err := validateLynisAudit(h.LynisAudit); err != nil {
 		return err
 	}
+	if err := validateGPUExtension(h.GPUExtension); err != nil {
+		return err
+	}
 	for i, s := range h.Steps {
 		if s.Name == "" {
 			return fmt.Errorf("header.steps[%d].name: empty", i)
@@ -89,6 +92,25 @@ func validateLynisAudit(la LynisAudit) error {
 		return fmt.Errorf("header.lynis_audit.status: %q is not one of deferred, skipped", la.Status)
 	}
 	return nil
+}
+
+var gpuExtensionOutcomes = []string{GPUExtensionMerged, GPUExtensionNotMerged, GPUExtensionRefused, GPUExtensionFailed, GPUExtensionUnreadable}
+
+// validateGPUExtension checks header.gpu_extension, when present.
+func validateGPUExtension(g *GPUExtension) error {
+	if g == nil {
+		return nil
+	}
+	if !slices.Contains(gpuExtensionOutcomes, g.Outcome) {
+		return fmt.Errorf("header.gpu_extension.outcome: %q is not one of merged, not-merged, refused, failed, unreadable", g.Outcome)
+	}
+	if g.Reason == "" {
+		return errors.New("header.gpu_extension.reason: empty; every outcome says why")
+	}
+	if g.SHA256 != "" && !hexSHA256.MatchString(g.SHA256) {
+		return fmt.Errorf("header.gpu_extension.sha256: %q is not 64 lowercase hex digits", g.SHA256)
+	}
+	return identifiers("header.gpu_extension", "outcome", g.Outcome, "driver_version", g.DriverVersion, "modules", g.Modules, "kernel", g.Kernel)
 }
 
 // validateAddenda checks each addendum and their order: only a deferred
