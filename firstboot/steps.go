@@ -180,6 +180,7 @@ func (r *runner) buildReport() (*report.Report, error) {
 		Attempts:     r.j.Attempts,
 		Probe:        probe,
 		LynisAudit:   lynis,
+		GPUExtension: gpuExtension(r.fs),
 		Site:         report.Site{Sources: sd.Sources, Problems: sd.Problems},
 	}
 	for _, s := range r.j.Steps {
