@@ -58,18 +58,36 @@ done
 
 raw=.cache/mkosi-out/omertaos.raw
 [[ -f $raw ]] || { echo "image.sh: mkosi produced no $raw" >&2; exit 1; }
+# The NVIDIA extension (image/mkosi.images/nvidia), also shipped inside the
+# disk; out/ has a copy and its manifest for whoever wants to inspect it.
+# The extension's build checks itself that no build package reached it;
+# the base tree it is the difference against is checked here, as dpkg
+# recorded it: no compiler, make, headers or DKMS in the image.
+ext=.cache/mkosi-out/omerta-nvidia-tree/usr/lib/omerta/extensions
+for f in omerta-nvidia.raw omerta-nvidia.json; do
+	[[ -f $ext/$f ]] || { echo "image.sh: mkosi produced no $ext/$f" >&2; exit 1; }
+done
+[[ -s .cache/mkosi-out/base/var/lib/dpkg/status ]] || { echo "image.sh: the base tree has no dpkg status" >&2; exit 1; }
+if build_pkgs=$(dpkg-query --admindir=.cache/mkosi-out/base/var/lib/dpkg -W -f='${Package}\n' 2>/dev/null |
+	grep -Ex 'dkms|make|gcc(-[0-9]+)?|cpp(-[0-9]+)?|linux-headers-.*|linux-kbuild-.*|nvidia-.*-dkms'); then
+	echo "image.sh: build packages in the image's package set: $build_pkgs" >&2
+	exit 1
+fi
+cp "$ext/omerta-nvidia.raw" out/omerta-nvidia.raw.tmp && mv out/omerta-nvidia.raw.tmp out/omerta-nvidia.raw
+cp "$ext/omerta-nvidia.json" out/omerta-nvidia.json
 # Keep sparseness: the /var partition is mostly empty.
 cp --sparse=always "$raw" out/omertaos.raw.tmp
 mv out/omertaos.raw.tmp out/omertaos.raw
 zstd -q -T0 -10 -f out/omertaos.raw -o out/omertaos.raw.zst
-(cd out && sha256sum omertaos.raw omertaos.raw.zst > SHA256SUMS)
+(cd out && sha256sum omertaos.raw omertaos.raw.zst omerta-nvidia.raw > SHA256SUMS)
 
 end=$(date +%s.%N)
 secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')
 file_bytes=$(stat -c %s out/omertaos.raw)
 used_bytes=$(( $(stat -c %b out/omertaos.raw) * $(stat -c %B out/omertaos.raw) ))
 zst_bytes=$(stat -c %s out/omertaos.raw.zst)
+nvidia_bytes=$(stat -c %s out/omerta-nvidia.raw)
 cat > out/build-info.json <<JSON
-{"build_seconds": $secs, "image_bytes": $file_bytes, "image_used_bytes": $used_bytes, "compressed_bytes": $zst_bytes, "omerta": "$(sha256sum "$bin" | cut -d' ' -f1)", "omerta_console": "$(sha256sum "$console_bin" | cut -d' ' -f1)"}
+{"build_seconds": $secs, "image_bytes": $file_bytes, "image_used_bytes": $used_bytes, "compressed_bytes": $zst_bytes, "nvidia_extension_bytes": $nvidia_bytes, "omerta": "$(sha256sum "$bin" | cut -d' ' -f1)", "omerta_console": "$(sha256sum "$console_bin" | cut -d' ' -f1)"}
 JSON
-echo "image.sh: built out/omertaos.raw in ${secs}s (file $file_bytes bytes, used $used_bytes bytes, zstd $zst_bytes bytes)"
+echo "image.sh: built out/omertaos.raw in ${secs}s (file $file_bytes bytes, used $used_bytes bytes, zstd $zst_bytes bytes; NVIDIA extension $nvidia_bytes bytes)"
