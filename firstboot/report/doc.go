@@ -32,7 +32,7 @@
 // # The NVIDIA driver extension
 //
 // header.gpu_extension, when present, says what `omerta gpu extension
-// merge` did at the boot that ran first boot with the image's NVIDIA
+// merge` did, at the boot that sealed the report, with the image's NVIDIA
 // driver, a system extension merged only on a machine with an NVIDIA GPU:
 // {"outcome": "merged" | "not-merged" | "refused" | "failed", "reason",
 // "forced", "driver_version", "modules", "kernel", "sha256"}, copied from

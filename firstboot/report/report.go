@@ -65,7 +65,7 @@ type Header struct {
 	// was skipped; its result is an addendum.
 	LynisAudit LynisAudit `json:"lynis_audit"`
 	// GPUExtension is what became of the image's NVIDIA driver extension
-	// at the boot that ran first boot; absent when that boot recorded
+	// at the boot that sealed the report; absent when that boot recorded
 	// nothing (an image without the extension, or a report sealed before
 	// the field existed).
 	GPUExtension *GPUExtension `json:"gpu_extension,omitempty"`
