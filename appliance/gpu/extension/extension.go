@@ -20,10 +20,11 @@
 //     into place), `systemd-sysext refresh` merges it, and, with a GPU
 //     present, `udevadm trigger --action=add --subsystem-match=pci
 //     --attr-match=vendor=0x10de` replays the GPUs' uevents so that the
-//     extension's udev rules load the modules now. A refresh that fails
-//     takes the link away again (Failed). A trigger that fails is Failed
-//     too, but the link stays: the extension is merged by then, and the
-//     next boot (or a manual trigger) loads the modules.
+//     extension's udev rules load the modules now, `systemd-sysusers`
+//     makes nvidia-persistenced's user and the daemon is started. A
+//     refresh that fails takes the link away again (Failed). A later
+//     step that fails is Failed too, but the link stays: the extension is
+//     merged by then, and the next boot (or the step by hand) finishes.
 //
 // Whatever happens, Merge writes a State to StatePath, which first boot
 // copies into its signed report and which ReadState reads back strictly.

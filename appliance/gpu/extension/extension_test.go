@@ -40,6 +40,8 @@ func (f *fakeRunner) Run(_ context.Context, name string, args ...string) ([]byte
 const (
 	refresh = "systemd-sysext refresh"
 	trigger = "udevadm trigger --action=add --subsystem-match=pci --attr-match=vendor=0x10de"
+	users   = "systemd-sysusers"
+	nvpd    = "systemctl start --no-block nvidia-persistenced.service"
 )
 
 // testManifest describes testImage.
@@ -106,13 +108,13 @@ func TestMerge(t *testing.T) {
 	}{
 		{"no GPU: left out", 0, false, NotMerged, nil,
 			"NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) not merged: no NVIDIA GPU on the PCI bus"},
-		{"one GPU: merged, modules loaded", 1, false, Merged, []string{refresh, trigger},
+		{"one GPU: merged, modules loaded", 1, false, Merged, []string{refresh, trigger, users, nvpd},
 			"NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) merged: 1 NVIDIA GPU on the PCI bus"},
-		{"eight GPUs", 8, false, Merged, []string{refresh, trigger},
+		{"eight GPUs", 8, false, Merged, []string{refresh, trigger, users, nvpd},
 			"NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) merged: 8 NVIDIA GPUs on the PCI bus"},
 		{"forced without a GPU: merged, nothing to trigger", 0, true, Merged, []string{refresh},
 			"NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) merged: forced, with no NVIDIA GPU on the PCI bus"},
-		{"forced with a GPU", 1, true, Merged, []string{refresh, trigger},
+		{"forced with a GPU", 1, true, Merged, []string{refresh, trigger, users, nvpd},
 			"NVIDIA extension omerta-nvidia (driver 550.163.01, open modules) merged: 1 NVIDIA GPU on the PCI bus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,18 +251,23 @@ func refused(t *testing.T, root rootfs.Root, fail map[string]bool, outcome strin
 	checkState(t, root, s)
 }
 
-// A trigger that fails leaves the extension merged, its link in place.
-func TestMergeTriggerFails(t *testing.T) {
-	root := testRoot(t, 1, nil)
-	run := &fakeRunner{fail: map[string]bool{"udevadm": true}}
-	s, err := Merge(context.Background(), Options{Root: root, Runner: run, Now: epoch})
-	if !errors.Is(err, ErrCommand) || s.Outcome != Failed || !strings.Contains(s.Reason, "merged, but udevadm trigger") {
-		t.Fatalf("outcome %q, err %v", s.Outcome, err)
+// A step after the refresh that fails leaves the extension merged, its
+// link in place.
+func TestMergeAfterRefreshFails(t *testing.T) {
+	for prog, want := range map[string]string{"udevadm": "merged, but udevadm trigger", "systemd-sysusers": "merged, but systemd-sysusers", "systemctl": "merged, but systemctl start"} {
+		t.Run(prog, func(t *testing.T) {
+			root := testRoot(t, 1, nil)
+			run := &fakeRunner{fail: map[string]bool{prog: true}}
+			s, err := Merge(context.Background(), Options{Root: root, Runner: run, Now: epoch})
+			if !errors.Is(err, ErrCommand) || s.Outcome != Failed || !strings.Contains(s.Reason, want) {
+				t.Fatalf("outcome %q, err %v", s.Outcome, err)
+			}
+			if _, err := os.Readlink(filepath.Join(root.Dir(), LinkDir, Name+".raw")); err != nil {
+				t.Fatal(err)
+			}
+			checkState(t, root, s)
+		})
 	}
-	if _, err := os.Readlink(filepath.Join(root.Dir(), LinkDir, Name+".raw")); err != nil {
-		t.Fatal(err)
-	}
-	checkState(t, root, s)
 }
 
 // Merging again (a second run, or --force after boot) replaces the link.

@@ -120,10 +120,24 @@ func link(ctx context.Context, o Options, m Manifest, gpu bool) error {
 	if !gpu {
 		return nil
 	}
-	if out, err := o.Runner.Run(ctx, "udevadm", "trigger", "--action=add", "--subsystem-match=pci", "--attr-match=vendor=0x10de"); err != nil {
-		return fmt.Errorf("%w: merged, but udevadm trigger: %w: %q", ErrCommand, err, tail(out))
+	for _, c := range withGPU {
+		if out, err := o.Runner.Run(ctx, c[0], c[1:]...); err != nil {
+			return fmt.Errorf("%w: merged, but %s: %w: %q", ErrCommand, strings.Join(c[:min(len(c), 2)], " "), err, tail(out))
+		}
 	}
 	return nil
+}
+
+// withGPU runs after a merge on a machine with a GPU, which booted before
+// the extension was there: its uevents are replayed, so the extension's
+// udev rules and modprobe lines load the modules; nvidia-persistenced's
+// user (the extension's sysusers.d) is made; and the daemon, which the
+// extension wants from multi-user.target, is started, since the boot's
+// transaction was built before the merge and does not have it.
+var withGPU = [][]string{
+	{"udevadm", "trigger", "--action=add", "--subsystem-match=pci", "--attr-match=vendor=0x10de"},
+	{"systemd-sysusers"},
+	{"systemctl", "start", "--no-block", "nvidia-persistenced.service"},
 }
 
 func gpuCount(n int) string {
