@@ -98,12 +98,15 @@ type results struct {
 	// LynisSlowest are the audit's longest tests, from its log.
 	LynisSlowest []lynisTest        `json:"lynis_slowest_tests"`
 	Exposure     map[string]float64 `json:"exposure"`
-	Accelerator  string             `json:"accelerator"`
-	Notes        []string           `json:"notes"`
-	Checks       []check            `json:"checks"`
-	Passed       int                `json:"passed"`
-	Failed       int                `json:"failed"`
-	TotalSeconds float64            `json:"total_seconds"`
+	// NVIDIA is the driver extension on a guest without a GPU: left
+	// unmerged at boot, then merged by force.
+	NVIDIA       nvidiaResult `json:"nvidia_extension"`
+	Accelerator  string       `json:"accelerator"`
+	Notes        []string     `json:"notes"`
+	Checks       []check      `json:"checks"`
+	Passed       int          `json:"passed"`
+	Failed       int          `json:"failed"`
+	TotalSeconds float64      `json:"total_seconds"`
 }
 
 type run struct {

@@ -72,6 +72,7 @@ func (r *run) mainScenario(ctx context.Context) error {
 		}
 	}()
 	r.mainServices(sc, s)
+	r.mainNVIDIAUnmerged(sc, s)
 	r.mainVarGrown(sc, s)
 	r.mainRegistry(sc, s)
 	r.res.DeployToRunningSecs = r.mainAgents(ctx, sc, admin)
@@ -86,8 +87,10 @@ func (r *run) mainScenario(ctx context.Context) error {
 	r.mainReport(sc, s, b, site, profile, hostname)
 	r.keepLynisFindings(sc, s)
 
-	// 5. exposure.
+	// 5. exposure, then the NVIDIA extension forced in, last: it stays
+	// merged until the guest powers off.
 	r.mainExposure(sc, s)
+	r.mainNVIDIAForced(sc, s)
 	r.poweroff(sc, v, s)
 	return nil
 }
