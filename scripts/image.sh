@@ -46,7 +46,7 @@ ${GO:-go} run ./scripts/cmdline -profile "${OMERTA_CMDLINE_PROFILE:-pro}" >"$sta
 mv "$stage/etc/kernel/cmdline.tmp" "$stage/etc/kernel/cmdline"
 echo "image.sh: kernel command line: $(cat "$stage/etc/kernel/cmdline")"
 
-mkdir -p out .cache/mkosi-cache .cache/mkosi-out
+mkdir -p out .cache/mkosi-cache .cache/mkosi-out .cache/mkosi-build
 # mkosi downloads the packages itself; a mirror hiccup must not fail CI, so
 # the whole build is retried (cached packages are not fetched again).
 for try in 1 2 3; do
