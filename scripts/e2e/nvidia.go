@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/omertaos/omertaos/appliance/gpu/extension"
+	"github.com/omertaos/omertaos/firstboot/report"
 )
 
 // The NVIDIA extension as the image ships it (image/mkosi.images/nvidia).
@@ -28,21 +31,12 @@ type nvidiaResult struct {
 	ForcedSummary string `json:"forced_probe_summary"`
 }
 
-// gpuState is the part of /run/omerta/gpu-extension.json the test reads.
-type gpuState struct {
-	Outcome       string `json:"outcome"`
-	Reason        string `json:"reason"`
-	DriverVersion string `json:"driver_version"`
-	Kernel        string `json:"kernel"`
-	SHA256        string `json:"sha256"`
-}
-
 // mainNVIDIAUnmerged checks the GPU-less guest as it booted: the
 // extension is shipped, left unmerged, and the probe and the report say
 // "installed, no GPU", not "no driver".
 func (r *run) mainNVIDIAUnmerged(sc string, s *sshClient) {
 	st, err := readGPUState(s)
-	r.check(sc, "NVIDIA extension not merged without an NVIDIA GPU", err == nil && st.Outcome == "not-merged",
+	r.check(sc, "NVIDIA extension not merged without an NVIDIA GPU", err == nil && st.Outcome == extension.NotMerged,
 		"outcome %q, reason %q%s", st.Outcome, st.Reason, errSuffix(err))
 	r.res.NVIDIA.BootOutcome = st.Outcome
 	out, _, _ := s.run("sudo -n systemd-sysext status 2>&1")
@@ -55,14 +49,14 @@ func (r *run) mainNVIDIAUnmerged(sc string, s *sshClient) {
 	if !r.check(sc, "report read for its NVIDIA extension header", err == nil && code == 0, "exit %d%s", code, errSuffix(errors.Join(err, nonEmpty(stderr)))) {
 		return
 	}
-	var report struct {
+	var parsed struct {
 		Header struct {
-			GPUExtension *gpuState `json:"gpu_extension"`
+			GPUExtension *report.GPUExtension `json:"gpu_extension"`
 		} `json:"header"`
 	}
-	jerr := json.Unmarshal([]byte(rep), &report)
-	g := report.Header.GPUExtension
-	r.check(sc, "report header: NVIDIA extension not merged, with its driver and hash", jerr == nil && g != nil && g.Outcome == "not-merged" && g.DriverVersion != "" && len(g.SHA256) == 64,
+	jerr := json.Unmarshal([]byte(rep), &parsed)
+	g := parsed.Header.GPUExtension
+	r.check(sc, "report header: NVIDIA extension not merged, with its driver and hash", jerr == nil && g != nil && g.Outcome == extension.NotMerged && g.DriverVersion != "" && len(g.SHA256) == 64,
 		"%+v%s", g, errSuffix(jerr))
 }
 
@@ -74,7 +68,7 @@ func (r *run) mainNVIDIAForced(sc string, s *sshClient) {
 	out, code, err := s.run("sudo -n omerta gpu extension merge --force 2>&1")
 	st, serr := readGPUState(s)
 	r.res.NVIDIA.ForcedOutcome = st.Outcome
-	if !r.check(sc, "forced merge of the NVIDIA extension", err == nil && code == 0 && st.Outcome == "merged",
+	if !r.check(sc, "forced merge of the NVIDIA extension", err == nil && code == 0 && st.Outcome == extension.Merged,
 		"exit %d, outcome %q: %s%s", code, st.Outcome, oneLine(out), errSuffix(errors.Join(err, serr))) {
 		return
 	}
@@ -99,14 +93,16 @@ func (r *run) mainNVIDIAForced(sc string, s *sshClient) {
 		"summary %q, NVML %q, files %q%s", p.Summary, p.NVML.Error, p.DriverFiles, errSuffix(err))
 }
 
-func readGPUState(s *sshClient) (gpuState, error) {
-	var st gpuState
-	out, code, err := s.run("cat " + nvidiaStatePath)
+// readGPUState reads the guest's state file with the parser first boot
+// uses, so that a state the report would refuse fails here too.
+func readGPUState(s *sshClient) (extension.State, error) {
+	out, code, err := s.run("cat " + extension.StatePath)
 	if err != nil || code != 0 {
-		return st, fmt.Errorf("reading %s: exit %d: %s%s", nvidiaStatePath, code, oneLine(out), errSuffix(err))
+		return extension.State{}, fmt.Errorf("reading %s: exit %d: %s%s", extension.StatePath, code, oneLine(out), errSuffix(err))
 	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		return st, fmt.Errorf("parsing %s: %w", nvidiaStatePath, err)
+	st, err := extension.ParseState([]byte(out))
+	if err != nil {
+		return st, fmt.Errorf("parsing %s: %w", extension.StatePath, err)
 	}
 	return st, nil
 }
