@@ -196,7 +196,7 @@ func TestGPUExtensionMerge(t *testing.T) {
 		exit         bool
 	}{
 		{"no GPU", kernel, 0, nil, what + "not merged: no NVIDIA GPU on the PCI bus\n", 0, false},
-		{"eight GPUs", kernel, 8, nil, what + "merged: 8 NVIDIA GPUs on the PCI bus\n", 2, false},
+		{"eight GPUs", kernel, 8, nil, what + "merged: 8 NVIDIA GPUs on the PCI bus\n", 4, false},
 		{"forced", kernel, 0, []string{"--force"}, what + "merged: forced, with no NVIDIA GPU on the PCI bus\n", 1, false},
 		{"another kernel", "6.1.0-30-amd64", 1, nil,
 			what + `refused: kernel mismatch: the extension's modules are built for "6.1.0-30-amd64", running "6.12.57+deb13-amd64"` + "\n", 0, true},
