@@ -10,8 +10,11 @@
 #   make e2e-bench
 #                power-on to console ready against a plain trixie image's
 #                multi-user.target (scripts/e2e -bench; out/e2e-bench.json)
+#   make e2e-bench-extension
+#                power-on to console ready with and without the NVIDIA
+#                extension's unit (out/e2e-bench-extension.json)
 
-.PHONY: image image-deps qemu e2e cmdline-bench e2e-bench
+.PHONY: image image-deps qemu e2e cmdline-bench e2e-bench e2e-bench-extension
 
 # Host packages the image build and the QEMU boot need. apt retries
 # transient download errors itself; the loop covers a busy dpkg lock and a
@@ -78,3 +81,12 @@ e2e-bench: image-deps
 	@if [ ! -f out/plain.raw ] || [ -n "$$(find mkosi.conf image/mkosi.sandbox scripts/plain-image.sh -newer out/plain.raw -print -quit)" ]; then \
 		echo "e2e-bench: out/plain.raw is missing or older than its inputs; building it"; scripts/plain-image.sh; fi
 	$(GO) run ./scripts/e2e -bench -rounds $(E2E_BENCH_ROUNDS) -image out/omertaos.raw -plain out/plain.raw -out out/e2e-bench.json $(E2E_BENCH_FLAGS)
+
+# Issue 12's figure: does the NVIDIA extension's unit slow a machine with
+# no GPU? Console ready for out/omertaos.raw as built and with
+# omerta-nvidia-extension.service masked on the kernel command line
+# (systemd-stub's SMBIOS command-line extension), alternating for
+# E2E_BENCH_ROUNDS rounds; the medians and their ratio. Not in CI.
+e2e-bench-extension: image-deps
+	@[ -f out/omertaos.raw ] || $(MAKE) image
+	$(GO) run ./scripts/e2e -bench -extension -rounds $(E2E_BENCH_ROUNDS) -image out/omertaos.raw $(E2E_BENCH_FLAGS)

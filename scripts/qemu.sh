@@ -4,7 +4,13 @@
 #
 #   scripts/qemu.sh [--disk FILE] [--headless] [--ssh-port N] [--https-port N]
 #                   [--memory MiB] [--cpus N] [--qmp SOCKET]
+#                   [--cmdline-extra 'PARAM ...']
 #
+# --cmdline-extra adds kernel parameters to the unified kernel image's own
+# command line for this boot, through SMBIOS (systemd-stub's
+# io.systemd.stub.kernel-cmdline-extra, honoured only without Secure Boot,
+# as OVMF_CODE_4M.fd boots): a person debugging a boot, or make e2e-bench
+# masking a unit, without rebuilding the image.
 # --qmp opens a QMP control socket (the e2e test presses the power button
 # through it: an ACPI shutdown of a guest that has no SSH).
 #
@@ -18,6 +24,7 @@ top="$(cd "$(dirname "$0")/.." && pwd)"
 disk="$top/out/omertaos.raw"
 headless=0
 qmp=""
+cmdline_extra=""
 ssh_port="${QEMU_SSH_PORT:-2222}"
 https_port="${QEMU_HTTPS_PORT:-8443}"
 memory="${QEMU_MEMORY:-2048}"
@@ -34,6 +41,7 @@ while (($#)); do
 	--memory) memory="$2"; shift 2 ;;
 	--cpus) cpus="$2"; shift 2 ;;
 	--qmp) qmp="$2"; shift 2 ;;
+	--cmdline-extra) cmdline_extra="$2"; shift 2 ;;
 	*) echo "qemu.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -106,6 +114,15 @@ args=(
 )
 if [[ -n $qmp ]]; then
 	args+=(-qmp "unix:$qmp,server=on,wait=off")
+fi
+if [[ -n $cmdline_extra ]]; then
+	# One line of printable ASCII: the stub appends it verbatim. QEMU's
+	# option syntax doubles a comma inside a value.
+	if [[ $cmdline_extra =~ [^\ -~] ]]; then
+		echo "qemu.sh: --cmdline-extra: only printable ASCII, one line" >&2
+		exit 2
+	fi
+	args+=(-smbios "type=11,value=io.systemd.stub.kernel-cmdline-extra=${cmdline_extra//,/,,}")
 fi
 if ((headless)); then
 	args+=(-display none -monitor none -serial stdio)

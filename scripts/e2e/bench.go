@@ -51,6 +51,7 @@ type benchOptions struct {
 	rounds        int
 	bootTimeout   time.Duration
 	hardwarePlain float64
+	extension     bool
 }
 
 // benchFlags adds the -bench mode's flags.
@@ -59,6 +60,7 @@ func benchFlags(o *options) {
 	flag.StringVar(&o.bench.plain, "plain", "out/plain.raw", "-bench: the plain image (scripts/plain-image.sh)")
 	flag.IntVar(&o.bench.rounds, "rounds", 2, "-bench: rounds, each one boot of either image")
 	flag.DurationVar(&o.bench.bootTimeout, "boot-timeout", 15*time.Minute, "-bench: bound on one boot")
+	flag.BoolVar(&o.bench.extension, "extension", false, "-bench: instead of the plain image, boot OMERTAOS with its NVIDIA extension's unit masked on the kernel command line beside OMERTAOS as built, and compare console ready (issue 12's figure, make e2e-bench-extension)")
 	flag.Float64Var(&o.bench.hardwarePlain, "hardware-plain-seconds", 0, "-bench: seconds the plain image takes to multi-user.target on the target hardware; when set, console ready there is estimated from the ratio against the issue's 60 s")
 }
 
@@ -69,7 +71,10 @@ type benchBoot struct {
 	Seconds float64 `json:"seconds"`
 	// MultiUserSeconds is when the console showed multi-user.target, for
 	// either image (OMERTAOS reaches it after first boot, if it prints it).
-	MultiUserSeconds     float64            `json:"multi_user_seconds,omitempty"`
+	MultiUserSeconds float64 `json:"multi_user_seconds,omitempty"`
+	// ExtensionUnitStarted: the serial console showed
+	// omerta-nvidia-extension.service by console ready (OMERTAOS only).
+	ExtensionUnitStarted bool               `json:"extension_unit_started,omitempty"`
 	FirstbootStartSecs   float64            `json:"firstboot_start_seconds,omitempty"`
 	FirstbootDoneSeconds float64            `json:"firstboot_done_seconds,omitempty"`
 	Milestones           map[string]float64 `json:"milestones,omitempty"`
@@ -90,6 +95,10 @@ type benchRound struct {
 	Ratio                    float64   `json:"ratio,omitempty"`
 	Plain                    benchBoot `json:"plain"`
 	Omertaos                 benchBoot `json:"omertaos"`
+	// With -extension, instead of Plain: OMERTAOS with its NVIDIA
+	// extension's unit masked, and console ready as built over that.
+	WithoutExtension *benchBoot `json:"without_extension,omitempty"`
+	ExtensionRatio   float64    `json:"extension_ratio,omitempty"`
 }
 
 // benchImage is what the bench knows of an image: its unified kernel
@@ -110,6 +119,8 @@ type benchResults struct {
 	Ratio                        float64               `json:"ratio"`
 	Pass                         bool                  `json:"pass"`
 	Verdict                      string                `json:"verdict"`
+	MedianWithoutExtension       float64               `json:"median_without_extension_console_ready_seconds,omitempty"`
+	ExtensionRatio               float64               `json:"extension_ratio,omitempty"`
 	HardwarePlainSeconds         float64               `json:"hardware_plain_multi_user_seconds,omitempty"`
 	HardwareConsoleReadyEstimate float64               `json:"hardware_console_ready_estimate_seconds,omitempty"`
 	Rounds                       []benchRound          `json:"rounds"`
@@ -141,16 +152,24 @@ func multiUserReached(text string) bool { return reMultiUser.MatchString(text) }
 func runBench(o options) error {
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	name := "e2e-bench"
+	if o.bench.extension {
+		name = "e2e-bench-extension"
+	}
 	if !set["out"] {
-		o.out = "out/e2e-bench.json"
+		o.out = "out/" + name + ".json"
 	}
 	if !set["work"] {
-		o.work = "out/e2e-bench"
+		o.work = "out/" + name
 	}
 	if o.bench.rounds < 1 || o.bench.rounds > 20 {
 		return fmt.Errorf("-rounds %d: want 1 to 20", o.bench.rounds)
 	}
-	for _, f := range []string{o.image, o.bench.plain} {
+	images := map[string]string{"plain": o.bench.plain, "omertaos": o.image}
+	if o.bench.extension {
+		delete(images, "plain")
+	}
+	for _, f := range images {
 		if _, err := os.Stat(f); err != nil {
 			return fmt.Errorf("%w (make e2e-bench builds both images)", err)
 		}
@@ -163,8 +182,11 @@ func runBench(o options) error {
 
 	start := time.Now()
 	b := &bench{r: &run{opts: o}, res: benchResults{Target: benchTarget, Images: map[string]benchImage{}, Notes: []string{}}}
+	if o.bench.extension {
+		b.res.Target = 0
+	}
 	b.describeHost()
-	for name, path := range map[string]string{"plain": o.bench.plain, "omertaos": o.image} {
+	for name, path := range images {
 		img := benchImage{Path: path}
 		var err error
 		img.Kernel, img.Cmdline, err = imageUKI(path)
@@ -174,32 +196,27 @@ func runBench(o options) error {
 		}
 		b.res.Images[name] = img
 	}
-	if p, m := b.res.Images["plain"], b.res.Images["omertaos"]; p.Kernel != "" && p.Kernel == m.Kernel {
-		b.res.Kernel = p.Kernel
-	} else {
-		b.res.Kernel = fmt.Sprintf("plain %s, omertaos %s", p.Kernel, m.Kernel)
+	b.res.Kernel = b.res.Images["omertaos"].Kernel
+	if p, ok := b.res.Images["plain"]; ok && (p.Kernel == "" || p.Kernel != b.res.Kernel) {
+		b.res.Kernel = fmt.Sprintf("plain %s, omertaos %s", p.Kernel, b.res.Kernel)
 		b.note("the images' kernels differ: %s", b.res.Kernel)
 	}
 	fmt.Printf("e2e-bench: %d rounds, kernel %s, host %s (%d CPUs, load %s)\n", o.bench.rounds, b.res.Kernel, b.res.Host.Kernel, b.res.Host.CPUs, b.res.Host.LoadAvg)
-	fmt.Printf("e2e-bench: plain command line: %s\n", b.res.Images["plain"].Cmdline)
-	fmt.Printf("e2e-bench: omertaos command line: %s\n", b.res.Images["omertaos"].Cmdline)
+	for _, name := range []string{"plain", "omertaos"} {
+		if img, ok := b.res.Images[name]; ok {
+			fmt.Printf("e2e-bench: %s command line: %s\n", name, img.Cmdline)
+		}
+	}
 
 	failed := 0
 	for i := 1; i <= o.bench.rounds && ctx.Err() == nil; i++ {
-		rd := benchRound{Round: i}
-		rd.Plain = b.bootPlain(ctx, i)
-		if ctx.Err() == nil {
-			rd.Omertaos = b.bootOmertaos(ctx, i)
-		} else {
-			rd.Omertaos.Error = "interrupted"
+		round := b.plainRound
+		if o.bench.extension {
+			round = b.extensionRound
 		}
-		rd.PlainMultiUserSeconds, rd.OmertaosConsoleReadySecs = rd.Plain.Seconds, rd.Omertaos.Seconds
-		if rd.Plain.Error == "" && rd.Omertaos.Error == "" && rd.Plain.Seconds > 0 {
-			rd.Ratio = rd.Omertaos.Seconds / rd.Plain.Seconds
-			fmt.Printf("e2e-bench: round %d: plain multi-user %.1f s, OMERTAOS console ready %.1f s, ratio %.2f\n", i, rd.Plain.Seconds, rd.Omertaos.Seconds, rd.Ratio)
-		} else {
+		rd := benchRound{Round: i}
+		if !round(ctx, &rd) {
 			failed++
-			fmt.Printf("e2e-bench: round %d failed: plain %q, omertaos %q\n", i, rd.Plain.Error, rd.Omertaos.Error)
 		}
 		b.res.Rounds = append(b.res.Rounds, rd)
 	}
@@ -226,6 +243,26 @@ func runBench(o options) error {
 		return fmt.Errorf("the issue's target is missed: ratio %.2f > %.1f (exit status 1 says so; the figures are in %s)", b.res.Ratio, benchTarget, o.out)
 	}
 	return nil
+}
+
+// plainRound boots the plain image and OMERTAOS, in that order, and says
+// whether both were measured.
+func (b *bench) plainRound(ctx context.Context, rd *benchRound) bool {
+	i := rd.Round
+	rd.Plain = b.bootPlain(ctx, i)
+	if ctx.Err() == nil {
+		rd.Omertaos = b.bootOmertaos(ctx, fmt.Sprintf("omertaos-%d", i), i)
+	} else {
+		rd.Omertaos.Error = "interrupted"
+	}
+	rd.PlainMultiUserSeconds, rd.OmertaosConsoleReadySecs = rd.Plain.Seconds, rd.Omertaos.Seconds
+	if rd.Plain.Error != "" || rd.Omertaos.Error != "" || rd.Plain.Seconds <= 0 {
+		fmt.Printf("e2e-bench: round %d failed: plain %q, omertaos %q\n", i, rd.Plain.Error, rd.Omertaos.Error)
+		return false
+	}
+	rd.Ratio = rd.Omertaos.Seconds / rd.Plain.Seconds
+	fmt.Printf("e2e-bench: round %d: plain multi-user %.1f s, OMERTAOS console ready %.1f s, ratio %.2f\n", i, rd.Plain.Seconds, rd.Omertaos.Seconds, rd.Ratio)
+	return true
 }
 
 type bench struct {
@@ -263,7 +300,7 @@ func (b *bench) bootPlain(ctx context.Context, round int) (res benchBoot) {
 	defer b.r.cleanupDisk(disk)
 	// The same disk as the OMERTAOS boot gets; the plain image has no
 	// repart.d of its own, so nothing grows into it.
-	err := b.run(ctx, &res, name, disk, func(bctx context.Context, v *vm) error {
+	err := b.run(ctx, &res, name, disk, nil, func(bctx context.Context, v *vm) error {
 		_, l, err := v.waitLine(bctx, 0, reMultiUser)
 		if err != nil {
 			return err
@@ -278,10 +315,10 @@ func (b *bench) bootPlain(ctx context.Context, round int) (res benchBoot) {
 	return res
 }
 
-// bootOmertaos boots a fresh copy of the OMERTAOS image, as the e2e's main
-// scenario prepares it, until the console is ready.
-func (b *bench) bootOmertaos(ctx context.Context, round int) (res benchBoot) {
-	name := fmt.Sprintf("omertaos-%d", round)
+// bootOmertaos boots a fresh copy of the OMERTAOS image as name, as the
+// e2e's main scenario prepares it, until the console is ready; qemuArgs go
+// to scripts/qemu.sh.
+func (b *bench) bootOmertaos(ctx context.Context, name string, round int, qemuArgs ...string) (res benchBoot) {
 	res.SerialLog = filepath.Join(b.r.opts.work, name+"-serial.log")
 	_, pub, err := newSSHKey()
 	if err != nil {
@@ -294,7 +331,7 @@ func (b *bench) bootOmertaos(ctx context.Context, round int) (res benchBoot) {
 		return res
 	}
 	defer b.r.cleanupDisk(disk)
-	err = b.run(ctx, &res, name, disk, func(bctx context.Context, v *vm) error {
+	err = b.run(ctx, &res, name, disk, qemuArgs, func(bctx context.Context, v *vm) error {
 		bn, _, err := b.r.waitFirstboot(bctx, name, v, 0)
 		if err != nil {
 			return fmt.Errorf("first boot: %w", err)
@@ -308,6 +345,7 @@ func (b *bench) bootOmertaos(ctx context.Context, round int) (res benchBoot) {
 			return fmt.Errorf("console: %w", err)
 		}
 		res.Seconds = time.Since(v.start).Seconds()
+		res.ExtensionUnitStarted = extensionUnitStarted(v.snapshot())
 		fmt.Printf("e2e-bench: round %d omertaos: console ready at %.1f s (first boot %.1f to %.1f s)\n", round, res.Seconds, res.FirstbootStartSecs, res.FirstbootDoneSeconds)
 		return nil
 	})
@@ -320,11 +358,11 @@ func (b *bench) bootOmertaos(ctx context.Context, round int) (res benchBoot) {
 // run grows disk as every boot's is grown, boots it as name and waits,
 // bounded by the boot timeout, for what wait waits for; the guest is
 // killed after, its milestones kept in res.
-func (b *bench) run(ctx context.Context, res *benchBoot, name, disk string, wait func(context.Context, *vm) error) error {
+func (b *bench) run(ctx context.Context, res *benchBoot, name, disk string, qemuArgs []string, wait func(context.Context, *vm) error) error {
 	if err := growDisk(disk, varGrowth); err != nil {
 		return err
 	}
-	v, err := b.start(res, name, disk)
+	v, err := b.start(res, name, disk, qemuArgs)
 	if err != nil {
 		return err
 	}
@@ -335,11 +373,11 @@ func (b *bench) run(ctx context.Context, res *benchBoot, name, disk string, wait
 }
 
 // start boots disk as name, noting what else the host is doing.
-func (b *bench) start(res *benchBoot, name, disk string) (*vm, error) {
+func (b *bench) start(res *benchBoot, name, disk string, qemuArgs []string) (*vm, error) {
 	res.LoadBefore = loadAvg()
 	res.OtherQEMUs = countQEMUs()
 	fmt.Printf("e2e-bench: booting %s (load %s, %d other QEMUs running)\n", name, res.LoadBefore, res.OtherQEMUs)
-	return boot(b.r.opts.top, name, disk, res.SerialLog)
+	return boot(b.r.opts.top, name, disk, res.SerialLog, qemuArgs...)
 }
 
 // stop kills the guest and records its milestones.
@@ -362,6 +400,10 @@ func (b *bench) stop(res *benchBoot, v *vm) {
 
 // summarize computes the medians, the ratio and the verdict.
 func (b *bench) summarize() {
+	if b.r.opts.bench.extension {
+		b.summarizeExtension()
+		return
+	}
 	var plain, om []float64
 	for _, rd := range b.res.Rounds {
 		if rd.Ratio > 0 {
@@ -393,6 +435,10 @@ func (b *bench) summarize() {
 func (b *bench) print(out string) {
 	fmt.Println("e2e-bench: ---- figures ----")
 	fmt.Printf("e2e-bench: kernel %s, accelerator %s, host %s, %s\n", b.res.Kernel, b.res.Accelerator, b.res.Host.Kernel, b.res.Host.QEMU)
+	if b.r.opts.bench.extension {
+		b.printExtension(out)
+		return
+	}
 	fmt.Printf("e2e-bench: %-6s %12s %14s %7s\n", "round", "plain m-u s", "OMERTAOS cr s", "ratio")
 	for _, rd := range b.res.Rounds {
 		fmt.Printf("e2e-bench: %-6d %12.1f %14.1f %7.2f\n", rd.Round, rd.PlainMultiUserSeconds, rd.OmertaosConsoleReadySecs, rd.Ratio)

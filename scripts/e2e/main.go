@@ -175,6 +175,9 @@ func mainErr() error {
 	flag.BoolVar(&o.keep, "keep", false, "keep the disk copies")
 	benchFlags(&o)
 	flag.Parse()
+	if o.bench.extension && !o.bench.on {
+		return errors.New("-extension: only with -bench")
+	}
 	if o.bench.on {
 		return runBench(o)
 	}

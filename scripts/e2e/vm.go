@@ -54,8 +54,9 @@ func freePort() (int, error) {
 }
 
 // boot starts the disk under QEMU with the serial console on a pipe, and
-// copies every line to logPath.
-func boot(top, name, disk, logPath string) (*vm, error) {
+// copies every line to logPath; qemuArgs go to scripts/qemu.sh after its
+// own.
+func boot(top, name, disk, logPath string, qemuArgs ...string) (*vm, error) {
 	sshPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -71,8 +72,9 @@ func boot(top, name, disk, logPath string) (*vm, error) {
 	if err != nil {
 		return nil, err
 	}
-	v.cmd = exec.Command(filepath.Join(top, "scripts/qemu.sh"), "--headless", "--disk", disk,
-		"--ssh-port", fmt.Sprint(sshPort), "--https-port", fmt.Sprint(httpsPort), "--qmp", v.qmp)
+	args := append([]string{"--headless", "--disk", disk,
+		"--ssh-port", fmt.Sprint(sshPort), "--https-port", fmt.Sprint(httpsPort), "--qmp", v.qmp}, qemuArgs...)
+	v.cmd = exec.Command(filepath.Join(top, "scripts/qemu.sh"), args...)
 	v.cmd.Stderr = log
 	// If this test dies, however it dies, the guest goes with it (qemu.sh
 	// turns SIGTERM into SIGKILL for QEMU).
