@@ -5,9 +5,9 @@
 // The image keeps the extension in Dir, a directory systemd-sysext never
 // scans, beside a manifest written when the image was built (its size,
 // SHA-256, driver version, module kind and the kernel its modules were
-// built for). At every boot, before udev's coldplug,
-// omerta-nvidia-extension.service runs `omerta gpu extension merge`, which
-// calls Merge:
+// built for). At every boot, once local file systems are mounted and
+// before first boot and omertad, omerta-nvidia-extension.service runs
+// `omerta gpu extension merge`, which calls Merge:
 //
 //  1. the manifest is read (a regular file of at most 64 KiB, strict JSON,
 //     every field checked); a bad one is Refused, whatever the PCI bus;
