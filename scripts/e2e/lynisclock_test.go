@@ -123,3 +123,65 @@ func TestLynisClockEnabled(t *testing.T) {
 		t.Errorf("%s runs after plugin_debian_phase1", name)
 	}
 }
+
+// GetTimestamp, which Register times each test with, reads as date
+// "+%s%N" does (to the plugin's 10 ms and a little scheduling), moves
+// with the clock, and falls back to date(1)'s seconds.
+func TestLynisClockTimestamp(t *testing.T) {
+	out := dash(t, nil, `GetTimestamp; date +%s%N; sleep 0.3; GetTimestamp; OMERTA_CLOCK_C0=""; GetTimestamp; date +%s`)
+	f := strings.Fields(out)
+	if len(f) != 5 {
+		t.Fatalf("output %q", out)
+	}
+	n := make([]int64, len(f))
+	for i, s := range f {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			t.Fatalf("field %d %q: %v", i, s, err)
+		}
+		n[i] = v
+	}
+	// Lynis' Register reads a value above 10^18 as nanoseconds.
+	if n[0] <= 1e18 || n[1]-n[0] < -20e6 || n[1]-n[0] > 500e6 {
+		t.Errorf("GetTimestamp %d, date(1) %d", n[0], n[1])
+	}
+	if d := n[2] - n[0]; d < 250e6 || d > 2e9 {
+		t.Errorf("0.3 s apart, GetTimestamp moved %d ns", d)
+	}
+	if n[3] != n[4] && n[3]+1 != n[4] {
+		t.Errorf("without its reading, GetTimestamp %d, date +%%s %d", n[3], n[4])
+	}
+}
+
+// The plugin's expr gives expr(1)'s output and exit status for the sums
+// it works out, and hands every other expression to expr(1).
+func TestLynisExpr(t *testing.T) {
+	if _, err := exec.LookPath("expr"); err != nil {
+		t.Skip("expr is not installed")
+	}
+	cases := [][]string{
+		{"0", "+", "1"}, {"2572", "+", "1"}, {"-5", "+", "3"}, {"-3", "+", "3"}, {"0", "+", "0"}, {"-0", "+", "1"},
+		{"999999999999999999", "+", "999999999999999999"}, {"-999999999999999999", "+", "1"},
+		// expr(1)'s own: too long for the shell, octal to the shell, not a
+		// number, not a sum, not three words.
+		{"9223372036854775807", "+", "1"}, {"007", "+", "1"}, {"010", "+", "1"}, {"08", "+", "1"}, {"a", "+", "1"}, {"", "+", "1"},
+		{"+1", "+", "2"}, {"5", "-", "3"}, {"1", "+", "2", "+", "3"}, {"length", "abc"}, {"1", "+"},
+	}
+	for _, c := range cases {
+		ref := exec.Command("expr", c...)
+		ref.Env = []string{"PATH=/usr/bin:/bin"} // dash's, so that messages match
+		want, wantErr := ref.CombinedOutput()
+		wantRC := 0
+		if ee, ok := wantErr.(*exec.ExitError); ok {
+			wantRC = ee.ExitCode()
+		}
+		got := dash(t, nil, `expr "$@"; echo "rc=$?"`, c...)
+		if w := string(want) + "rc=" + strconv.Itoa(wantRC) + "\n"; got != w {
+			t.Errorf("expr %q: plugin %q, expr(1) %q", c, got, w)
+		}
+	}
+	// Debian's DEB-0001 loop, as it is written.
+	if got := dash(t, nil, "N=0; for I in a b c; do N=`expr ${N} + 1`; done; echo $N"); got != "3\n" {
+		t.Errorf("DEB-0001's count: %q", got)
+	}
+}
