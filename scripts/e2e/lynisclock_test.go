@@ -185,3 +185,40 @@ func TestLynisExpr(t *testing.T) {
 		t.Errorf("DEB-0001's count: %q", got)
 	}
 }
+
+// The plugin's tr upper-cases as tr(1) does in Lynis' C locale, line by
+// line and with or without a last newline, and hands long lines and every
+// other translation to tr(1).
+func TestLynisTr(t *testing.T) {
+	if _, err := exec.LookPath("tr"); err != nil {
+		t.Skip("tr is not installed")
+	}
+	long := strings.Repeat("abc-", 100)
+	cases := []struct {
+		in   string
+		args []string
+	}{
+		{"krnl-6000\n", nil}, {"KRNL-6000\n", nil}, {"", nil}, {"\n", nil}, {"no newline", nil},
+		{"two\nlines\n", nil}, {"  spaces  kept \t\n", nil}, {`back\slash \n \\`, nil},
+		{"caf\u00e9 \u00fcber \u0131\n", nil}, {"[:lower:] * ? $HOME `x`\n", nil},
+		{long + "\n" + "short\n", nil}, {"short\n" + long, nil},
+		{"a b c\n", []string{"-d", " "}}, {"abc\n", []string{"a-z", "A-Z"}}, {"abc\n", []string{"[:upper:]", "[:lower:]"}},
+	}
+	for _, c := range cases {
+		args := c.args
+		if args == nil {
+			args = []string{"[:lower:]", "[:upper:]"}
+		}
+		ref := exec.Command("tr", args...)
+		ref.Env = []string{"PATH=/usr/bin:/bin", "LC_ALL=C"}
+		ref.Stdin = strings.NewReader(c.in)
+		want, err := ref.Output()
+		if err != nil {
+			t.Fatalf("tr %q: %v", args, err)
+		}
+		got := dash(t, []string{"IN=" + c.in}, `printf '%s' "$IN" | tr "$@"`, args...)
+		if got != string(want) {
+			t.Errorf("tr %q of %q: plugin %q, tr(1) %q", args, c.in, got, want)
+		}
+	}
+}
