@@ -78,11 +78,8 @@ func (r *run) mainScenario(ctx context.Context) error {
 	r.res.DeployToRunningSecs = r.mainAgents(ctx, sc, admin)
 
 	// 3. the report: it verifies while the audit is still running, and
-	// again once omerta-lynis.service has sealed its result into it. The
-	// other scenarios boot meanwhile: the audit keeps one core busy for
-	// half an hour under emulation, and they need the other.
+	// again once omerta-lynis.service has sealed its result into it.
 	r.mainPendingReport(sc, s, b)
-	r.auditStarted()
 	r.mainWaitAudit(ctx, sc, v)
 	r.mainReport(sc, s, b, site, profile, hostname)
 	r.keepLynisFindings(sc, s)
