@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -85,4 +86,17 @@ func FuzzParseSerial(f *testing.F) {
 			t.Fatalf("accepted boot %v", s.Boot)
 		}
 	})
+}
+
+// TestTCGCPUAsQEMUScript keeps the bench's guests on the CPU the e2e's
+// guests get: a parameter's cost under TCG depends on it (ERMS).
+func TestTCGCPUAsQEMUScript(t *testing.T) {
+	b, err := os.ReadFile("../qemu.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "tcg) cpu=" + tcgCPU + ";"
+	if !strings.Contains(string(b), want) {
+		t.Errorf("scripts/qemu.sh has no line with %q: the bench and the e2e would boot different CPUs", want)
+	}
 }
