@@ -23,40 +23,41 @@ type cmdlineParam struct {
 }
 
 // What each parameter costs, measured by `make cmdline-bench` (the image's
-// kernel under QEMU TCG, one vCPU, a busybox initramfs; medians of 3
-// rounds, each figure the image's line over the image's line without the
-// parameter; repeat runs move a figure by up to about 10 points, so
-// smaller ones are noise). Kernel boot to /init, 200 fork+exec, 200k
-// read+write calls, 512 MiB of tmpfs written and freed:
+// kernel under QEMU TCG, one vCPU, the CPU scripts/qemu.sh boots: max
+// without ERMS; a busybox initramfs; medians of 3 rounds, each figure the
+// image's line over the image's line without the parameter; repeat runs
+// move a figure by up to about 10 points, so smaller ones are noise).
+// Kernel boot to /init, 200 fork+exec, 200k read+write calls, 512 MiB of
+// tmpfs written and freed:
 //
-//	whole line vs stock (console only)  boot +91%  exec +64%  syscalls +1435%  pages -32%
-//	pti=on                              boot  -3%  exec +60%  syscalls +1179%  pages -30%
-//	init_on_free=1                      boot +85%  exec +15%  syscalls   +2%  pages -14%
-//	audit=1 audit_backlog_limit=8192    boot -12%  exec  +9%  syscalls   +8%  pages  -2%
-//	every other parameter               within noise (at most +13% on one figure)
+//	whole line vs stock (console only)  boot +43%  exec +32%  syscalls +1575%  pages -47%
+//	pti=on                              boot -22%  exec +37%  syscalls +1389%  pages -46%
+//	init_on_free=1                      boot +31%  exec  -3%  syscalls   -2%  pages  -5%
+//	audit=1 audit_backlog_limit=8192    boot -19%  exec  -1%  syscalls   +4%  pages  +5%
+//	every other parameter               within noise (at most 11 points on one figure)
+//
+// With ERMS in the guest's CPU (QEMU 7.2's TCG runs rep stosb, the
+// kernel's way to clear a page with ERMS, one byte per iteration) the same
+// bench gave the whole line boot +91% and init_on_free=1 boot +85%, exec
+// +15%: most of init_on_free's cost under emulation was that.
 //
 // Under TCG pti=on is the whole of the system-call cost (QEMU flushes its
 // software TLB on every CR3 write, twice per call), which is why the Lynis
 // audit, a shell script of system calls, takes 2.5 times as long as on a
 // stock line under emulation. On hardware with PCID the same switch costs
-// tens of nanoseconds per call, and Talos forces it on too, so it stays;
-// init_on_free=1's cost is the zeroing of the memory the kernel frees
-// after boot (about 2 s here, a fraction of a second on hardware), and
-// stays. The table was measured with ERMS in the guest's CPU; QEMU 7.2's
-// TCG runs rep stosb, the kernel's way to clear a page with ERMS, one byte
-// per iteration, so scripts/qemu.sh and the bench now boot without it.
-// On the appliance's own boot (2 GiB, that CPU, one boot each side by
-// side, serial timestamps) init_on_free=1 costs about 11 s from the
-// kernel's start to the real root's systemd, 59.8 s against 49.1 s with
-// init_on_free=0 appended:
-// the kernel's release of its memory at start ("Memory:" at 7.4 s against
+// tens of nanoseconds per call, and Talos forces it on too, so it stays.
+// init_on_free=1's cost is the zeroing of the memory the kernel frees. On
+// the appliance's own boot (2 GiB, one boot each side by side, serial
+// timestamps) it costs about 11 s from the kernel's start to the real
+// root's systemd, 59.8 s against 49.1 s with init_on_free=0 appended: the
+// kernel's release of its memory at start ("Memory:" at 7.4 s against
 // 1.0 s) and the switch to the real root, where systemd empties the
 // initrd (12.6 s against 4.7 s; 33.7 to 35.5 s with ERMS). That is not the
 // initrd's own pages: an initrd with a quarter fewer bytes and four tenths
 // fewer files (no hwdb, perl or gconv) switched in the same time, side by
 // side. On hardware the kernel zeroes gigabytes a second, so it stays
-// there too. The pages figure falls with both; that is not explained yet and
-// is not counted as a gain.
+// there too. The pages figure falls with pti=on; that is not explained
+// yet and is not counted as a gain.
 //
 // cmdlineParams are set by the image, not by Apply: they are checks only.
 // lockdown is enterprise only because it refuses unsigned modules, and the
