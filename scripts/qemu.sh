@@ -96,15 +96,12 @@ fi
 #
 # Under TCG the CPU is "max" without ERMS. With ERMS advertised the kernel
 # clears pages with rep stosb, which QEMU 7.2's TCG runs one byte per
-# iteration, and init_on_free=1 clears every page the kernel frees. Two
-# boots side by side, serial timestamps: the switch to the real root, where
-# systemd empties the initrd, 35.5 s with ERMS and 12.3 s without; in
-# another pair (the second also without REP_GOOD's rep stosq, by model=0:
-# the switch took 12.3 s there too) the console was ready 28 s sooner,
-# 183.5 against 155.3 s. On hardware ERMS is the fast way to clear a page,
-# so without it the emulated boot is nearer to a real one, not further.
-# The image and its command line are the same. Dropping FSRM (rep movsb
-# copies) as well changed nothing; the Lynis audit took as long.
+# iteration, and init_on_free=1 clears every page the kernel frees: the
+# switch to the real root took 35.5 s with ERMS and 12.3 s without (the
+# figures, and what dropping REP_GOOD or FSRM did, are beside init_on_free
+# in hardening/cmdline.go). On hardware ERMS is the fast way to clear a
+# page, so without it the emulated boot is nearer to a real one, not
+# further; the image and its command line are the same.
 # scripts/cmdlinebench boots the same CPU (its test checks this line).
 case "$accel" in
 kvm) cpu=host; cpus="${cpus:-2}" ;;
